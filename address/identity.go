@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"crypto"
 	"crypto/rand"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -14,8 +13,6 @@ import (
 	"github.com/ProtonMail/go-crypto/openpgp/packet"
 	"github.com/ProtonMail/go-crypto/openpgp/s2k"
 	openpgp "github.com/ProtonMail/go-crypto/openpgp/v2"
-	"golang.org/x/crypto/argon2"
-	"golang.org/x/crypto/chacha20poly1305"
 )
 
 // pgpConfig is the OpenPGP configuration DSEP signs and generates with:
@@ -117,36 +114,9 @@ func newIdentity(uid string, opt NewIdentityOptions) (*Key, error) {
 	return newKey(e)
 }
 
-// Secret-key file format (docs/protocol.md, "Secret key file"):
-//
-//	magic "DSEPSEC1" | kdf (1 byte) | kdf params | nonce (24) | sealed
-//
-// kdf 0: no passphrase, sealed is the plain OpenPGP secret key packets
-// (only with --insecure-no-passphrase). kdf 1: argon2id with time (u32),
-// memory KiB (u32), threads (u8), salt (16); sealed is XChaCha20-Poly1305
-// of the OpenPGP secret key packets under the derived 32-byte key, with
-// everything before it as associated data.
-const (
-	secretMagic   = "DSEPSEC1"
-	kdfNone       = 0
-	kdfArgon2id   = 1
-	maxSecretFile = 1 << 20
-)
-
-// Argon2 parameters for sealing secrets at rest (RFC 9106 §4, second
-// recommended option: t=3, m=64 MiB).
-var (
-	argonTime    uint32 = 3
-	argonMemory  uint32 = 64 << 10
-	argonThreads uint8  = 4
-)
-
-// ErrWrongPassphrase is returned when a secret cannot be opened.
-var ErrWrongPassphrase = errors.New("address: wrong passphrase (or the secret key file is damaged)")
-
 // SealSecret serializes k's private key material, protected by passphrase
-// (argon2id and XChaCha20-Poly1305). An empty passphrase writes it
-// unprotected; callers must only allow that on explicit request.
+// (see Seal). An empty passphrase writes it unprotected; callers must only
+// allow that on explicit request.
 func (k *Key) SealSecret(passphrase []byte) ([]byte, error) {
 	if k.e.PrivateKey == nil {
 		return nil, errors.New("address: key has no private part")
@@ -156,88 +126,21 @@ func (k *Key) SealSecret(passphrase []byte) ([]byte, error) {
 		return nil, fmt.Errorf("address: serializing secret key: %w", err)
 	}
 	defer wipe(plain.Bytes())
-	var out bytes.Buffer
-	out.WriteString(secretMagic)
-	if len(passphrase) == 0 {
-		out.WriteByte(kdfNone)
-		out.Write(plain.Bytes())
-		return out.Bytes(), nil
-	}
-	out.WriteByte(kdfArgon2id)
-	var hdr [4 + 4 + 1]byte
-	binary.BigEndian.PutUint32(hdr[0:], argonTime)
-	binary.BigEndian.PutUint32(hdr[4:], argonMemory)
-	hdr[8] = argonThreads
-	out.Write(hdr[:])
-	salt := make([]byte, 16)
-	nonce := make([]byte, chacha20poly1305.NonceSizeX)
-	if _, err := rand.Read(salt); err != nil {
-		return nil, err
-	}
-	if _, err := rand.Read(nonce); err != nil {
-		return nil, err
-	}
-	out.Write(salt)
-	out.Write(nonce)
-	key := argon2.IDKey(passphrase, salt, argonTime, argonMemory, argonThreads, chacha20poly1305.KeySize)
-	defer wipe(key)
-	aead, err := chacha20poly1305.NewX(key)
-	if err != nil {
-		return nil, err
-	}
-	ad := append([]byte(nil), out.Bytes()...)
-	return aead.Seal(out.Bytes(), nonce, plain.Bytes(), ad), nil
+	return Seal(SealMagicSecretKey, plain.Bytes(), passphrase)
 }
 
 // SecretIsProtected reports whether a sealed secret needs a passphrase.
-func SecretIsProtected(sealed []byte) bool {
-	return len(sealed) > len(secretMagic) && string(sealed[:len(secretMagic)]) == secretMagic &&
-		sealed[len(secretMagic)] != kdfNone
-}
+func SecretIsProtected(sealed []byte) bool { return IsSealedWithPassphrase(sealed) }
 
 // OpenSecret reverses SealSecret. The public certificate pub, if not nil,
 // supplies the third-party certifications and revocations gathered since
 // the secret was sealed; its fingerprint must match.
 func OpenSecret(sealed, passphrase []byte, pub *Key) (*Key, error) {
-	if len(sealed) > maxSecretFile {
-		return nil, fmt.Errorf("%w: secret key file over %d bytes", ErrTooLarge, maxSecretFile)
+	plain, err := Open(SealMagicSecretKey, sealed, passphrase)
+	if err != nil {
+		return nil, err
 	}
-	if len(sealed) < len(secretMagic)+1 || string(sealed[:len(secretMagic)]) != secretMagic {
-		return nil, errors.New("address: not a DSEP secret key file")
-	}
-	var plain []byte
-	rest := sealed[len(secretMagic)+1:]
-	switch sealed[len(secretMagic)] {
-	case kdfNone:
-		plain = rest
-	case kdfArgon2id:
-		const fixed = 9 + 16 + chacha20poly1305.NonceSizeX
-		if len(rest) < fixed+chacha20poly1305.Overhead {
-			return nil, errors.New("address: secret key file is truncated")
-		}
-		t := binary.BigEndian.Uint32(rest[0:])
-		m := binary.BigEndian.Uint32(rest[4:])
-		p := rest[8]
-		if t == 0 || t > 64 || m < 8*uint32(p) || m > 4<<20 || p == 0 {
-			return nil, errors.New("address: secret key file has unreasonable argon2 parameters")
-		}
-		salt := rest[9:25]
-		nonce := rest[25:fixed]
-		key := argon2.IDKey(passphrase, salt, t, m, p, chacha20poly1305.KeySize)
-		defer wipe(key)
-		aead, err := chacha20poly1305.NewX(key)
-		if err != nil {
-			return nil, err
-		}
-		ad := sealed[:len(secretMagic)+1+fixed]
-		plain, err = aead.Open(nil, nonce, rest[fixed:], ad)
-		if err != nil {
-			return nil, ErrWrongPassphrase
-		}
-		defer wipe(plain)
-	default:
-		return nil, fmt.Errorf("address: secret key file uses unknown protection %d", sealed[len(secretMagic)])
-	}
+	defer wipe(plain)
 	k, err := ReadKey(bytes.NewReader(plain))
 	if err != nil {
 		return nil, fmt.Errorf("address: secret key file: %w", err)
@@ -263,6 +166,14 @@ func (k *Key) ExportSecret(passphrase []byte) ([]byte, error) {
 	if k.e.PrivateKey == nil {
 		return nil, errors.New("address: key has no private part")
 	}
+	if k.e.PrivateKey.Encrypted {
+		return nil, errors.New("address: unlock the secret key before exporting it")
+	}
+	for _, s := range k.e.Subkeys {
+		if s.PrivateKey != nil && s.PrivateKey.Encrypted {
+			return nil, errors.New("address: unlock the secret key before exporting it")
+		}
+	}
 	c := k.Clone()
 	if len(passphrase) > 0 {
 		cfg := &packet.Config{
@@ -282,10 +193,4 @@ func (k *Key) ExportSecret(passphrase []byte) ([]byte, error) {
 		return nil, err
 	}
 	return armorBytes(openpgp.PrivateKeyType, b.Bytes()), nil
-}
-
-func wipe(b []byte) {
-	for i := range b {
-		b[i] = 0
-	}
 }
