@@ -1,0 +1,270 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/dsep-project/dsep/address"
+	"github.com/dsep-project/dsep/address/book"
+	"github.com/spf13/cobra"
+)
+
+type contactJSON struct {
+	Email        string                `json:"email,omitempty"`
+	Key          address.Fingerprint   `json:"key"`
+	KeyAddress   string                `json:"key_address"`
+	State        book.State            `json:"state"`
+	Domain       *address.Fingerprint  `json:"domain_key,omitempty"`
+	DNSSEC       bool                  `json:"dnssec"`
+	FirstSeen    time.Time             `json:"first_seen"`
+	Updated      time.Time             `json:"updated"`
+	Previous     []address.Fingerprint `json:"previous_keys,omitempty"`
+	FollowedFrom *address.Fingerprint  `json:"followed_from,omitempty"`
+	Pending      *address.Fingerprint  `json:"pending_key,omitempty"`
+	Reason       string                `json:"reason,omitempty"`
+	Trusted      bool                  `json:"trusted"`
+	Warning      string                `json:"warning,omitempty"`
+}
+
+func contactToJSON(c *book.Contact) *contactJSON {
+	j := &contactJSON{
+		Key: c.Key, KeyAddress: c.Key.KeyAddress().String(), State: c.State, DNSSEC: c.DNSSEC,
+		FirstSeen: c.FirstSeen.UTC(), Updated: c.Updated.UTC(), Previous: c.Previous,
+		FollowedFrom: c.FollowedFrom, Pending: c.Pending, Reason: c.Reason, Trusted: c.Trusted(),
+		Warning: book.HijackWarning(c),
+	}
+	if !c.Email.IsZero() {
+		j.Email = c.Email.String()
+	}
+	if !c.Domain.IsZero() {
+		d := c.Domain
+		j.Domain = &d
+	}
+	return j
+}
+
+func (a *app) contactsCommand() *cobra.Command {
+	c := &cobra.Command{
+		Use:   "contacts",
+		Short: "Your address book: pinned keys, rotations, conflicts",
+		Long: `Your address book pins the key of every address you have verified (trust
+on first use). States: first-seen (pinned from DNS), verified (you compared
+the fingerprint out of band), rotated (followed a key change that both the
+old key and the domain vouched for), conflict (a different key without
+that backing: blocked until you approve it), blocked.`,
+		Example: `  dsep contacts list
+  dsep contacts show bob@example.org
+  dsep contacts verify bob@example.org "ABCD 1234 …"
+  dsep contacts approve bob@example.org
+  dsep contacts block spam@example.net`,
+	}
+	c.AddCommand(a.contactsListCommand(), a.contactsShowCommand(), a.contactsVerifyCommand(),
+		a.contactsApproveCommand(), a.contactsBlockCommand())
+	return c
+}
+
+// withBook runs f with the data directory's address book open.
+func (a *app) withBook(f func(*book.Book) error) error {
+	d, err := a.openDataDir()
+	if err != nil {
+		return err
+	}
+	b, err := a.openBook(d)
+	if err != nil {
+		return err
+	}
+	defer b.Close()
+	return f(b)
+}
+
+func parseContactEmail(s string) (address.Email, error) {
+	e, err := address.ParseEmail(s)
+	if err != nil {
+		return e, fail("give an address like bob@example.org", "%v", err)
+	}
+	return e, nil
+}
+
+func notFound(err error, e address.Email) error {
+	if errors.Is(err, book.ErrNotFound) {
+		return fail("verify the address first: `dsep verify "+e.String()+" --key KEYFILE`", "%s is not in your address book", e)
+	}
+	return err
+}
+
+func (a *app) printContact(c *book.Contact) error {
+	if a.jsonOut {
+		return a.printJSON(contactToJSON(c))
+	}
+	j := contactToJSON(c)
+	w := a.stdout
+	if j.Email != "" {
+		fmt.Fprintf(w, "email        %s\n", j.Email)
+	}
+	fmt.Fprintf(w, "state        %s\n", j.State)
+	fmt.Fprintf(w, "key          %s\n", c.Key.Grouped())
+	fmt.Fprintf(w, "key address  %s\n", j.KeyAddress)
+	if j.Domain != nil {
+		method := "DNS, not DNSSEC"
+		if j.DNSSEC {
+			method = "DNSSEC"
+		}
+		fmt.Fprintf(w, "domain key   %s (%s)\n", *j.Domain, method)
+	}
+	fmt.Fprintf(w, "first seen   %s\n", j.FirstSeen.Format(time.RFC3339))
+	for _, p := range j.Previous {
+		fmt.Fprintf(w, "previous     %s\n", p)
+	}
+	if j.Pending != nil {
+		fmt.Fprintf(w, "pending key  %s\n", j.Pending.Grouped())
+	}
+	if j.Reason != "" {
+		fmt.Fprintf(w, "reason       %s\n", j.Reason)
+	}
+	if j.Warning != "" {
+		fmt.Fprintf(w, "\n%s\n", j.Warning)
+	}
+	return nil
+}
+
+func (a *app) contactsListCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:     "list",
+		Short:   "List your contacts and their states",
+		Example: "  dsep contacts list\n  dsep contacts list --json",
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return a.withBook(func(b *book.Book) error {
+				cs, err := b.List()
+				if err != nil {
+					return err
+				}
+				if a.jsonOut {
+					out := []*contactJSON{}
+					for _, c := range cs {
+						out = append(out, contactToJSON(c))
+					}
+					return a.printJSON(out)
+				}
+				if len(cs) == 0 {
+					fmt.Fprintln(a.stdout, "no contacts yet; add one with `dsep verify EMAIL --key KEYFILE`")
+					return nil
+				}
+				for _, c := range cs {
+					name := c.Email.String()
+					if name == "" {
+						name = c.Key.KeyAddress().String()
+					}
+					fmt.Fprintf(a.stdout, "%-40s %-10s %s\n", name, c.State, c.Key)
+				}
+				return nil
+			})
+		},
+	}
+}
+
+func (a *app) contactsShowCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:     "show EMAIL",
+		Short:   "Show one contact, with any hijack warning",
+		Example: "  dsep contacts show bob@example.org",
+		Args:    cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			e, err := parseContactEmail(args[0])
+			if err != nil {
+				return err
+			}
+			return a.withBook(func(b *book.Book) error {
+				c, err := b.Get(e)
+				if err != nil {
+					return notFound(err, e)
+				}
+				return a.printContact(c)
+			})
+		},
+	}
+}
+
+func (a *app) contactsVerifyCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:   "verify EMAIL FINGERPRINT",
+		Short: "Mark a contact verified after comparing the fingerprint out of band",
+		Long: `Record that you compared FINGERPRINT with the contact in person or over
+another channel you trust. If it is the pending key of a conflict, that key
+is taken.`,
+		Example: `  dsep contacts verify bob@example.org "0123 4567 89AB CDEF 0123  4567 89AB CDEF 0123 4567"`,
+		Args:    cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			e, err := parseContactEmail(args[0])
+			if err != nil {
+				return err
+			}
+			f, err := address.ParseFingerprint(args[1])
+			if err != nil {
+				return fail("give the 40 hex digits the contact read out (spaces allowed)", "%v", err)
+			}
+			return a.withBook(func(b *book.Book) error {
+				c, err := b.Verify(e, f, time.Now())
+				if err != nil {
+					if errors.Is(err, book.ErrNotFound) {
+						return notFound(err, e)
+					}
+					return fail("compare the fingerprint again; do not mark a contact verified on a mismatch", "%v", err)
+				}
+				return a.printContact(c)
+			})
+		},
+	}
+}
+
+func (a *app) contactsApproveCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:   "approve EMAIL",
+		Short: "Accept the pending key of a contact in conflict (after the warning)",
+		Example: `  dsep contacts show bob@example.org      # read the warning first
+  dsep contacts approve bob@example.org`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			e, err := parseContactEmail(args[0])
+			if err != nil {
+				return err
+			}
+			return a.withBook(func(b *book.Book) error {
+				c, err := b.Approve(e, time.Now())
+				if err != nil {
+					if errors.Is(err, book.ErrNotFound) {
+						return notFound(err, e)
+					}
+					return fail("`dsep contacts show "+e.String()+"` tells the contact's state", "%v", err)
+				}
+				return a.printContact(c)
+			})
+		},
+	}
+}
+
+func (a *app) contactsBlockCommand() *cobra.Command {
+	var reason string
+	c := &cobra.Command{
+		Use:     "block EMAIL",
+		Short:   "Block a contact: no mail to or from it is trusted",
+		Example: "  dsep contacts block mallory@example.net --reason spam",
+		Args:    cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			e, err := parseContactEmail(args[0])
+			if err != nil {
+				return err
+			}
+			return a.withBook(func(b *book.Book) error {
+				c, err := b.Block(e, reason, time.Now())
+				if err != nil {
+					return notFound(err, e)
+				}
+				return a.printContact(c)
+			})
+		},
+	}
+	c.Flags().StringVar(&reason, "reason", "blocked by the user", "why (shown in contacts show)")
+	return c
+}
