@@ -376,6 +376,26 @@ func TestDomainDoesNotVouch(t *testing.T) {
 	}
 }
 
+// The conflict a not-yet-certified successor raised is resolved when the
+// domain's certification arrives: then both vouch, as for any rotation. A
+// conflict of another cause is not.
+func TestDomainCertifiesLater(t *testing.T) {
+	f := newFixture(t)
+	next, _ := f.rotate(t, at(2), false)
+	mustObserve(t, f.b, observation(t, bobAddr, next, f.dom, at(3)), ConflictRaised)
+	both := certify(t, next, f.dom, bobAddr, at(4))
+	ev := mustObserve(t, f.b, observation(t, bobAddr, both, f.dom, at(5)), Followed)
+	if c := ev.Contact; c.State != Rotated || c.Key != next.Fingerprint() || c.Pending != nil || !c.Trusted() {
+		t.Fatalf("after the domain certified the successor: %+v", c)
+	}
+
+	// A hijack conflict stays a conflict even if the key is seen again.
+	g := newFixture(t)
+	evil := certify(t, newUser(t, bobAddr, at(2)), g.dom, bobAddr, at(2))
+	mustObserve(t, g.b, observation(t, bobAddr, evil, g.dom, at(3)), ConflictRaised)
+	mustObserve(t, g.b, observation(t, bobAddr, evil, g.dom, at(4)), StillConflict)
+}
+
 func TestTwoSuccessors(t *testing.T) {
 	f := newFixture(t)
 	k1, _ := f.rotate(t, at(2), true)

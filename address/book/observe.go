@@ -79,7 +79,9 @@ type Event struct {
 // otherwise — also when the key the contact last followed from vouches for
 // a second, different successor, and when a retired pinned key certified
 // the new key only after this node first saw the retirement. A contact
-// already in Conflict stays there: the same pending key is StillConflict, a
+// already in Conflict stays there — unless the conflict was only that the
+// domain did not vouch for a successor the pinned key certified, and now it
+// does: then it is Followed. Otherwise the same pending key is StillConflict, a
 // new one replaces it (ConflictRaised). A key the contact has already moved
 // away from is Outdated and changes nothing.
 func (b *Book) Observe(obs Observation) (Event, error) {
@@ -182,6 +184,11 @@ func observe(txn *badger.Txn, obs Observation, data []byte, byKey bool, now time
 		}
 		return Event{Kind: kind, Contact: c, Message: msg}, nil
 	}
+	// A conflict raised only because the domain did not vouch (yet) for a
+	// successor the pinned key certified is resolved by the domain's
+	// certification arriving: then both vouch, as for any rotation.
+	completes := rec.State == Conflict && rec.Cause == CauseDomainDoesNotVouch &&
+		rec.Pending != nil && *rec.Pending == fpr
 	switch {
 	case rec.State == Blocked:
 		return event(Ignored, fmt.Sprintf("%s is blocked; ignored its key %s", name, fpr))
@@ -229,7 +236,7 @@ func observe(txn *badger.Txn, obs Observation, data []byte, byKey bool, now time
 		}
 		return event(Unchanged, msg)
 
-	case rec.State == Conflict && rec.Pending != nil && *rec.Pending == fpr:
+	case rec.State == Conflict && rec.Pending != nil && *rec.Pending == fpr && !(completes && verdictOK):
 		rec.Updated = now
 		if err := putKeyData(txn, fpr, data); err != nil {
 			return Event{}, err
@@ -274,7 +281,7 @@ func observe(txn *badger.Txn, obs Observation, data []byte, byKey bool, now time
 	if jerr == nil {
 		jerr = checkRetired(txn, rec.Key, next, email, now)
 	}
-	if jerr == nil && verdictOK && rec.State != Conflict {
+	if jerr == nil && verdictOK && (rec.State != Conflict || completes) {
 		old := rec.Key
 		rec.addPrevious(old)
 		rec.addAuto(old)

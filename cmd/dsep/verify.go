@@ -146,12 +146,18 @@ pinned key), 1 otherwise.`,
 							}
 						}
 					}
-					if v.OK() {
+					// A binding that holds is pinned or judged against the
+					// pin. A claimed successor the domain does not (or no
+					// longer) vouches for can still raise a conflict with an
+					// existing pin; the book decides, and refuses the rest.
+					_, pinErr := b.Get(email)
+					soft := v.Reason == address.NoCertification || v.Reason == address.Expired || v.Reason == address.Revoked
+					if user != nil && (v.OK() || (pinErr == nil && soft)) {
 						ev, err := b.Observe(book.Observation{Email: email, Key: user, DomainKey: dom, Verdict: v, Now: now})
-						if err != nil {
+						switch {
+						case err != nil && v.OK():
 							return err
-						}
-						if ev.Message != "" {
+						case err == nil && ev.Message != "":
 							out.Events = append(out.Events, ev.Message)
 						}
 					}
