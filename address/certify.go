@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/ProtonMail/go-crypto/openpgp/packet"
+	openpgp "github.com/ProtonMail/go-crypto/openpgp/v2"
 )
 
 // DefaultCertificationLifetime is how long a domain's certification of a
@@ -41,6 +42,9 @@ func Certify(user *Key, uid string, signer *Key, now time.Time, lifetime time.Du
 	if !ok {
 		return nil, fmt.Errorf("%w: %q", ErrNoUserID, uid)
 	}
+	if err := roomForSignature(id); err != nil {
+		return nil, err
+	}
 	if _, err := id.Verify(now, nil); err != nil {
 		return nil, fmt.Errorf("address: User ID %q has no valid self-signature: %w", uid, err)
 	}
@@ -62,6 +66,15 @@ func Certify(user *Key, uid string, signer *Key, now time.Time, lifetime time.Du
 	}
 	id.OtherCertifications = append(id.OtherCertifications, packet.NewVerifiableSig(sig))
 	return c, nil
+}
+
+// roomForSignature refuses to add a signature to a User ID that already
+// carries MaxSignaturesPerUserID: the result could not be read back.
+func roomForSignature(id *openpgp.Identity) error {
+	if len(id.SelfCertifications)+len(id.OtherCertifications)+len(id.Revocations) >= MaxSignaturesPerUserID {
+		return fmt.Errorf("%w: User ID %q already carries %d signatures", ErrTooLarge, id.Name, MaxSignaturesPerUserID)
+	}
+	return nil
 }
 
 // primarySig starts a signature packet issued by signer's primary key.
@@ -172,6 +185,9 @@ func RevokeCertification(user *Key, uid string, signer *Key, now time.Time) (*Ke
 	id, ok := c.e.Identities[uid]
 	if !ok {
 		return nil, fmt.Errorf("%w: %q", ErrNoUserID, uid)
+	}
+	if err := roomForSignature(id); err != nil {
+		return nil, err
 	}
 	cfg := pgpConfig(now.Truncate(time.Second), nil)
 	sig := primarySig(signer, packet.SigTypeCertificationRevocation, cfg)

@@ -63,7 +63,9 @@ func (d Delegation) Valid(now time.Time) error {
 	if _, ok := roleNames[d.Role]; !ok {
 		return fmt.Errorf("address: delegation has unknown role %d", d.Role)
 	}
-	if err := d.Peer.Validate(); err != nil {
+	// peer.ID.Validate only rejects the empty ID; IDFromBytes checks that
+	// it is a multihash, as every real peer ID is.
+	if _, err := peer.IDFromBytes([]byte(d.Peer)); err != nil {
 		return fmt.Errorf("address: delegation names a bad peer ID: %w", err)
 	}
 	if !now.Before(d.NotAfter) {
@@ -258,6 +260,8 @@ func (k *Key) SignDetached(context string, data []byte, now time.Time) ([]byte, 
 	cfg := pgpConfig(now.Truncate(time.Second), nil)
 	var b bytes.Buffer
 	msg := append([]byte(context), data...)
+	k.mu.Lock()
+	defer k.mu.Unlock()
 	if err := openpgp.DetachSign(&b, []*openpgp.Entity{k.e}, bytes.NewReader(msg), cfg); err != nil {
 		return nil, fmt.Errorf("address: signing: %w", err)
 	}
@@ -280,10 +284,11 @@ func (k *Key) VerifyDetached(context string, data, sig []byte, now time.Time) (e
 	}()
 	msg := append([]byte(context), data...)
 	cfg := pgpConfig(now, nil)
+	k.mu.Lock()
+	defer k.mu.Unlock()
 	_, _, err = openpgp.VerifyDetachedSignature(openpgp.EntityList{k.e}, bytes.NewReader(msg), bytes.NewReader(sig), cfg)
 	if err != nil {
 		return fmt.Errorf("address: signature by %s does not verify: %w", k.fpr, err)
 	}
 	return nil
 }
-

@@ -118,6 +118,11 @@ func CanonicalDomain(d string) (string, error) {
 		return "", fmt.Errorf("%w: domain %q: %v", ErrBadEmail, d, err)
 	}
 	a = strings.ToLower(a)
+	// UTS-46 maps other full stops (U+3002, U+FF0E, U+FF61) to ".": check
+	// the trailing dot again on the mapped name.
+	if strings.HasSuffix(a, ".") {
+		return "", fmt.Errorf("%w: domain %q ends with a dot", ErrBadEmail, d)
+	}
 	if len(a) > maxDomain {
 		return "", fmt.Errorf("%w: domain longer than %d bytes", ErrBadEmail, maxDomain)
 	}
@@ -180,6 +185,16 @@ func ParseAddress(s string) (Address, error) {
 	e, err := ParseEmail(s)
 	if err != nil {
 		return Address{}, err
+	}
+	if e.IsKeyAddress() {
+		// Spelled so that only UTS-46 mapping makes it dsep.alt (full-width
+		// letters, another full stop): still a key address, never an email
+		// to look up in the DNS.
+		k, err := ParseKeyAddress(e.String())
+		if err != nil {
+			return Address{}, err
+		}
+		return Address{Key: &k}, nil
 	}
 	return Address{Email: e}, nil
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"sort"
+	"sync"
 	"time"
 
 	"github.com/ProtonMail/go-crypto/openpgp/armor"
@@ -44,6 +45,10 @@ var ErrNotDSEPKey = errors.New("address: key is not usable for DSEP")
 type Key struct {
 	e   *openpgp.Entity
 	fpr Fingerprint
+	// mu serializes go-crypto's validity checks, which cache their result
+	// in the signature (VerifiableSignature.Valid): even a read-only check
+	// writes to the entity.
+	mu sync.Mutex
 }
 
 func newKey(e *openpgp.Entity) (*Key, error) {
@@ -56,6 +61,19 @@ func newKey(e *openpgp.Entity) (*Key, error) {
 	f, err := FingerprintFromBytes(e.PrimaryKey.Fingerprint)
 	if err != nil {
 		return nil, err
+	}
+	// DSA's verification cost grows with the parameters the key itself
+	// chooses (a 24 KiB DSA key costs ~30 s of CPU per self-signature),
+	// and go-crypto verifies signatures before it rejects the algorithm.
+	// DSEP keys are Ed25519/Cv25519: refuse DSA and ElGamal on input.
+	algos := []packet.PublicKeyAlgorithm{e.PrimaryKey.PubKeyAlgo}
+	for _, s := range e.Subkeys {
+		algos = append(algos, s.PublicKey.PubKeyAlgo)
+	}
+	for _, a := range algos {
+		if a == packet.PubKeyAlgoDSA || a == packet.PubKeyAlgoElGamal {
+			return nil, fmt.Errorf("%w: key %s uses DSA or ElGamal (algorithm %d)", ErrNotDSEPKey, f, a)
+		}
 	}
 	if len(e.Identities) > MaxUserIDs {
 		return nil, fmt.Errorf("%w: more than %d User IDs", ErrTooLarge, MaxUserIDs)
@@ -97,6 +115,8 @@ func (k *Key) HasSecret() bool {
 // UserIDs returns the key's User IDs with a valid self-signature at now,
 // sorted.
 func (k *Key) UserIDs(now time.Time) []string {
+	k.mu.Lock()
+	defer k.mu.Unlock()
 	var out []string
 	for name, id := range k.e.Identities {
 		if _, err := id.Verify(now, nil); err == nil {
@@ -138,6 +158,8 @@ var ErrKeyRevoked = errors.New("address: key is revoked")
 // Check verifies that k is a usable DSEP key at now: a valid, unexpired,
 // unrevoked primary with a valid signing subkey and encryption subkey.
 func (k *Key) Check(now time.Time) error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
 	if _, err := k.e.VerifyPrimaryKey(now, nil); err != nil {
 		switch {
 		case errors.Is(err, pgperrors.ErrKeyRevoked):
@@ -220,7 +242,7 @@ func (k *Key) Armored() []byte { return armorBytes(openpgp.PublicKeyType, k.Byte
 
 // PublicOnly returns a copy of k without private key material.
 func (k *Key) PublicOnly() *Key {
-	c, err := ReadKey(bytes.NewReader(k.Bytes()))
+	c, err := rereadKey(k.Bytes())
 	if err != nil {
 		panic("address: reparse own key: " + err.Error())
 	}
@@ -238,12 +260,26 @@ func (k *Key) Clone() *Key {
 		panic("address: serialize own key: " + err.Error())
 	}
 	// Third-party signatures are not written by SerializePrivate; add them.
-	c, err := ReadKey(&b)
+	c, err := rereadKey(b.Bytes())
 	if err != nil {
 		panic("address: reparse own key: " + err.Error())
 	}
 	mergeCertifications(c, k)
 	return c
+}
+
+// rereadKey parses the serialization of a key that was accepted once
+// already. ReadKey's MaxKeyBytes does not apply: the key may have been
+// read with a larger limit (ReadKeys), and copying it must not fail.
+func rereadKey(b []byte) (*Key, error) {
+	keys, err := ReadKeys(bytes.NewReader(b), int64(len(b)))
+	if err != nil {
+		return nil, err
+	}
+	if len(keys) != 1 {
+		return nil, fmt.Errorf("address: expected one key, found %d", len(keys))
+	}
+	return keys[0], nil
 }
 
 func armorBytes(blockType string, data []byte) []byte {

@@ -232,4 +232,3 @@ func VerifyBinding(in BindingInput) Verdict {
 	v.Reason = BindingOK
 	return v
 }
-
