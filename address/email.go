@@ -129,6 +129,11 @@ func CanonicalDomain(d string) (string, error) {
 	if !strings.Contains(a, ".") {
 		return "", fmt.Errorf("%w: domain %q has no dot", ErrBadEmail, d)
 	}
+	if tld := a[strings.LastIndexByte(a, '.')+1:]; strings.Trim(tld, "0123456789") == "" {
+		// No top-level domain is numeric (RFC 3696 §2): this is an IP
+		// address written without brackets.
+		return "", fmt.Errorf("%w: domain %q is an IP address, not a name", ErrBadEmail, d)
+	}
 	return a, nil
 }
 

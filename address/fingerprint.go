@@ -120,3 +120,16 @@ func (k KeyAddress) Fingerprint() Fingerprint { return Fingerprint(k) }
 
 // String returns the address, e.g. "ybndrfg8…@dsep.alt".
 func (k KeyAddress) String() string { return zbase32.EncodeToString(k[:]) + "@" + KeyAddressDomain }
+
+// MarshalText implements encoding.TextMarshaler (the address form).
+func (k KeyAddress) MarshalText() ([]byte, error) { return []byte(k.String()), nil }
+
+// UnmarshalText implements encoding.TextUnmarshaler.
+func (k *KeyAddress) UnmarshalText(b []byte) error {
+	p, err := ParseKeyAddress(string(b))
+	if err != nil {
+		return err
+	}
+	*k = p
+	return nil
+}

@@ -240,3 +240,24 @@ func TestParseKeyAddress(t *testing.T) {
 		})
 	}
 }
+
+func TestKeyAddressJSON(t *testing.T) {
+	f, err := ParseFingerprint("0123456789abcdef0123456789abcdef01234567")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := json.Marshal(struct{ A KeyAddress }{f.KeyAddress()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := `{"A":"yrtwk3hjixg66yjdeiuauk6p7hy1gtm8@dsep.alt"}`; string(b) != want {
+		t.Fatalf("JSON %s, want %s", b, want)
+	}
+	var back struct{ A KeyAddress }
+	if err := json.Unmarshal(b, &back); err != nil || back.A.Fingerprint() != f {
+		t.Fatalf("round trip: %v %v", err, back.A)
+	}
+	if err := json.Unmarshal([]byte(`{"A":"nope@dsep.alt"}`), &back); err == nil {
+		t.Fatal("bad key address accepted")
+	}
+}

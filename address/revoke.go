@@ -108,7 +108,11 @@ func (r *Revocation) ValidAt(t, firstSeen time.Time) bool {
 }
 
 // Bytes returns the revocation signature packet (what /dsep-rev/ carries).
+// It is nil for a Revocation not made by Revoke, Rotate or ParseRevocation.
 func (r *Revocation) Bytes() []byte {
+	if r.sig == nil {
+		return nil
+	}
 	var b bytes.Buffer
 	if err := r.sig.Serialize(&b); err != nil {
 		panic("address: serialize revocation: " + err.Error())
@@ -255,6 +259,15 @@ func (k *Key) AddRevocation(r *Revocation) error {
 	}
 	k.e.Revocations = append(k.e.Revocations, packet.NewVerifiableSig(r.sig))
 	return nil
+}
+
+// WithoutRevocations returns a public copy of k without its key
+// revocations (for stores that keep revocations apart, judged by
+// first-seen time).
+func (k *Key) WithoutRevocations() *Key {
+	c := k.PublicOnly()
+	c.e.Revocations = nil
+	return c
 }
 
 func mergeRevocations(dst, src *Key) {

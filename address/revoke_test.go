@@ -381,6 +381,13 @@ func TestJudgeSuccessor(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	// The domain key itself was revoked: it vouches for nothing.
+	revokedDom := newDomain(t, "example.org")
+	bothRevokedDom := certify(t, next, revokedDom, "bob@example.org", at, 0)
+	if _, err := Revoke(revokedDom, ReasonCompromised, "stolen", at); err != nil {
+		t.Fatal(err)
+	}
+
 	type want struct {
 		ok, missingOld, missingDomain, other bool
 	}
@@ -393,6 +400,7 @@ func TestJudgeSuccessor(t *testing.T) {
 	}{
 		{"both certifications", oldPub, both, dom, email, want{ok: true}},
 		{"only the old key's", oldPub, onlyOld, dom, email, want{missingDomain: true}},
+		{"domain key revoked", oldPub, bothRevokedDom, revokedDom, email, want{missingDomain: true}},
 		{"only the domain's", carol.PublicOnly(), onlyDomain, dom, email, want{missingOld: true}},
 		{"neither", carol.PublicOnly(), evil.PublicOnly(), dom, email, want{missingOld: true, missingDomain: true}},
 		{"revocation names another successor", oldPub, otherBoth, dom, email, want{other: true}},

@@ -113,12 +113,14 @@ func JudgeSuccessor(old, next, domain *Key, email Email, now time.Time) error {
 		se.Other = fmt.Sprintf("it has no User ID for %s", email)
 		return se
 	}
+	// A revoked or unusable domain key vouches for nothing.
+	domainUsable := domain != nil && domain.Revocation() == nil && domain.Check(now) == nil
 	se.MissingOld, se.MissingDomain = true, domain != nil
 	for _, uid := range uids {
 		if _, err := FindCertification(next, uid, old, now); err == nil {
 			se.MissingOld = false
 		}
-		if domain != nil {
+		if domainUsable {
 			if _, err := FindCertification(next, uid, domain, now); err == nil {
 				se.MissingDomain = false
 			}

@@ -113,7 +113,7 @@ func Open(magic string, sealed, passphrase []byte) ([]byte, error) {
 	t := binary.BigEndian.Uint32(rest[0:])
 	m := binary.BigEndian.Uint32(rest[4:])
 	p := rest[8]
-	if t == 0 || t > 64 || p == 0 || m < 8*uint32(p) || m > 4<<20 {
+	if t == 0 || t > 16 || p == 0 || m < 8*uint32(p) || m > 1<<20 {
 		return nil, errors.New("address: sealed file has unreasonable argon2 parameters")
 	}
 	salt := rest[9 : 9+sealSaltSize]

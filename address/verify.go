@@ -79,10 +79,10 @@ type Verdict struct {
 	Reason    Reason      `json:"reason"`
 	Email     Email       `json:"email"`
 	Key       Fingerprint `json:"key"`
-	Domain    Fingerprint `json:"domain_key,omitempty"`
+	Domain    Fingerprint `json:"domain_key,omitzero"`
 	UserID    string      `json:"user_id,omitempty"`
 	DNSSEC    bool        `json:"dnssec"`
-	Expires   time.Time   `json:"expires,omitempty"`
+	Expires   time.Time   `json:"expires,omitzero"`
 	Detail    string      `json:"detail,omitempty"`
 	Temporary bool        `json:"temporary,omitempty"`
 }

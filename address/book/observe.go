@@ -112,12 +112,8 @@ func (b *Book) Observe(obs Observation) (Event, error) {
 		for _, r := range carried {
 			revData = append(revData, r.Bytes())
 		}
-		// pub is this function's own copy, so changing its entity is safe.
-		pub.Entity().Revocations = nil
+		pub = pub.WithoutRevocations()
 		data = pub.Bytes()
-		if pub, err = address.ReadKey(bytes.NewReader(data)); err != nil {
-			return Event{}, fmt.Errorf("book: key %s: %w", obs.Key.Fingerprint(), err)
-		}
 	}
 	obs.Key = pub
 	byKey := obs.Email.IsZero() || obs.Email.IsKeyAddress()

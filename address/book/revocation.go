@@ -115,13 +115,12 @@ func (r *revRecord) set(rev *address.Revocation, data []byte) {
 }
 
 // revocationBytes serializes rev, which must carry its signature.
-func revocationBytes(rev *address.Revocation) (b []byte, err error) {
-	defer func() {
-		if recover() != nil {
-			b, err = nil, errors.New("book: the revocation carries no signature (it must come from address.ParseRevocation or address.Revoke)")
-		}
-	}()
-	return rev.Bytes(), nil
+func revocationBytes(rev *address.Revocation) ([]byte, error) {
+	b := rev.Bytes()
+	if b == nil {
+		return nil, errors.New("book: the revocation carries no signature (it must come from address.ParseRevocation or address.Revoke)")
+	}
+	return b, nil
 }
 
 // compromisedEffects applies a compromised revocation of f to the contacts
