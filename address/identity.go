@@ -81,8 +81,17 @@ func NewDomainKey(domain string, opt NewIdentityOptions) (*Key, error) {
 	return newIdentity(DomainUserID(d), opt)
 }
 
+// domainUserIDPrefix starts the User ID of every domain key.
+const domainUserIDPrefix = "DSEP domain key for "
+
 // DomainUserID is the User ID of a domain key.
-func DomainUserID(domain string) string { return "DSEP domain key for " + domain }
+func DomainUserID(domain string) string { return domainUserIDPrefix + domain }
+
+// DomainOfUserID returns the domain a domain key's User ID names.
+func DomainOfUserID(uid string) (string, bool) {
+	d, ok := strings.CutPrefix(uid, domainUserIDPrefix)
+	return d, ok && d != ""
+}
 
 func newIdentity(uid string, opt NewIdentityOptions) (*Key, error) {
 	now := opt.Now

@@ -229,7 +229,7 @@ func pickDomainKey(cands []*address.Key, ans address.DNSAnswer) *address.Key {
 	}
 	for _, k := range cands {
 		for _, uid := range k.UserIDs(time.Now()) {
-			if strings.HasPrefix(uid, "DSEP domain key for ") {
+			if _, ok := address.DomainOfUserID(uid); ok {
 				return k
 			}
 		}
