@@ -165,6 +165,11 @@ type Config struct {
 
 	// Logger receives the node's diagnostics. Default nil: silent.
 	Logger *slog.Logger
+
+	// Client makes the node a DHT client: it queries and publishes but
+	// serves no records and stays out of other nodes' routing tables. For
+	// short-lived command-line lookups; a running node is a server.
+	Client bool
 }
 
 // Node is a DSEP DHT node on a libp2p host. Its methods are safe for
@@ -236,8 +241,12 @@ func New(ctx context.Context, h host.Host, cfg Config) (*Node, error) {
 		n.store = bs
 	}
 
+	mode := kaddht.ModeServer
+	if cfg.Client {
+		mode = kaddht.ModeClient
+	}
 	d, err := kaddht.New(h,
-		kaddht.Mode(kaddht.ModeServer),
+		kaddht.Mode(mode),
 		kaddht.ProtocolPrefix(ProtocolPrefix),
 		kaddht.Validator(cfg.Validator),
 		kaddht.Datastore(n.store),

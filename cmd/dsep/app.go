@@ -69,6 +69,8 @@ func (a *app) rootCommand() *cobra.Command {
 		a.verifyCommand(),
 		a.contactsCommand(),
 		a.demoCommand(),
+		a.lookupCommand(),
+		a.publishCommand(),
 	)
 	return root
 }

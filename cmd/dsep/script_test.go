@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -11,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dsep-project/dsep/dht/record"
+	"github.com/dsep-project/dsep/testnet"
 	"github.com/dsep-project/dsep/testnet/dnstest"
 	"github.com/rogpeppe/go-internal/testscript"
 )
@@ -50,6 +53,7 @@ func TestScripts(t *testing.T) {
 			"jsonfield":   cmdJSONField,
 			"jsonenv":     cmdJSONEnv,
 			"sleep":       cmdSleep,
+			"testnet-up":  cmdTestnetUp,
 		},
 	})
 }
@@ -201,4 +205,30 @@ func cmdSleep(ts *testscript.TestScript, neg bool, args []string) {
 	d, err := time.ParseDuration(args[0])
 	ts.Check(err)
 	time.Sleep(d)
+}
+
+// testnet-up N: start an in-process DSEP network of N nodes on loopback
+// for this script and set $BOOTSTRAP to node 0's address.
+func cmdTestnetUp(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) != 1 {
+		ts.Fatalf("usage: testnet-up N")
+	}
+	n, err := strconv.Atoi(args[0])
+	ts.Check(err)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	net, err := testnet.New(ctx, testnet.Config{Nodes: n, Validator: record.NamespacedValidator(record.Validator{})})
+	ts.Check(err)
+	ts.Defer(func() { net.Close() })
+	h := net.Node(0).Host()
+	var boot string
+	for _, a := range h.Addrs() {
+		if strings.HasPrefix(a.String(), "/ip4/127.0.0.1/tcp/") {
+			boot = a.String() + "/p2p/" + h.ID().String()
+		}
+	}
+	if boot == "" {
+		ts.Fatalf("node 0 has no loopback TCP address: %v", h.Addrs())
+	}
+	ts.Setenv("BOOTSTRAP", boot)
 }
