@@ -8,7 +8,10 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/dsep-project/dsep/dht/record"
+	"github.com/dsep-project/dsep/testnet"
 	"github.com/dsep-project/dsep/testnet/dnstest"
+	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/spf13/cobra"
 )
 
@@ -23,11 +26,12 @@ func (a *app) demoCommand() *cobra.Command {
 127.0.0.1, the domain example.org with its key and TXT record, and users
 (alice, bob, carol, …) certified by it. Every step runs a real dsep command,
 printed as it runs. Then the bindings are verified against the DNS server,
-and a forged key for bob is shown to fail.
+a forged key for bob is shown to fail, a DSEP network of six nodes starts,
+everyone publishes their records in it, and bob is looked up.
 
 The demo identities have no passphrase: they are for trying DSEP out, not
-for mail. The DNS server keeps running until Ctrl-C, so you can run the
-printed commands yourself.`,
+for mail. The DNS server and the network keep running until Ctrl-C, so you
+can run the printed commands yourself.`,
 		Example: `  dsep demo
   dsep demo --dir /tmp/dsep-demo --users 3
   dsep demo --exit   # set up, verify, and stop`,
@@ -117,12 +121,37 @@ printed commands yourself.`,
 				return err
 			}
 
-			fmt.Fprintf(a.stdout, "\nAll bindings verified against the DNS server on %s.\n", dns.Addr())
+			// The DSEP network: publish everyone's records, look bob up.
+			fmt.Fprintf(a.stdout, "(starting a DSEP network of %d nodes on loopback)\n", demoNodes)
+			net, err := testnet.New(cmd.Context(), testnet.Config{Nodes: demoNodes, Validator: record.NamespacedValidator(record.Validator{})})
+			if err != nil {
+				return fail("", "starting the demo network: %v", err)
+			}
+			defer net.Close()
+			boot, err := loopbackAddr(net.Node(0).Host())
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(a.stdout, "(bootstrap node: %s)\n\n", boot)
+			lo := "/ip4/127.0.0.1/tcp/0"
+			if err := d.step("", "--data", domData, "publish", "--bootstrap", boot, "--listen", lo); err != nil {
+				return err
+			}
+			for _, n := range names[:users] {
+				if err := d.step("", "--data", filepath.Join(dir, n), "publish", "--bootstrap", boot, "--listen", lo, "--announce", "/ip4/127.0.0.1/tcp/4101"); err != nil {
+					return err
+				}
+			}
+			if err := d.step("", "lookup", "bob@example.org", "--bootstrap", boot, "--dns", dns.Addr(), "--listen", lo); err != nil {
+				return err
+			}
+
+			fmt.Fprintf(a.stdout, "\nAll bindings verified against the DNS server on %s and found in the DSEP network.\n", dns.Addr())
 			if exit {
 				return nil
 			}
-			fmt.Fprintf(a.stdout, "It keeps running until Ctrl-C; try:\n  dsep --data %s verify bob@example.org --key %s --domain-key %s --dns %s\n  dsep --data %s contacts list\n",
-				alice, filepath.Join(dir, "bob-certified.asc"), domKey, dns.Addr(), alice)
+			fmt.Fprintf(a.stdout, "Both keep running until Ctrl-C; try:\n  dsep lookup carol@example.org --bootstrap %s --dns %s\n  dsep --data %s verify bob@example.org --key %s --domain-key %s --dns %s\n  dsep --data %s contacts list\n",
+				boot, dns.Addr(), alice, filepath.Join(dir, "bob-certified.asc"), domKey, dns.Addr(), alice)
 			<-cmd.Context().Done()
 			fmt.Fprintln(a.stdout, "\nstopped; the demo files stay in", dir)
 			return nil
@@ -192,4 +221,18 @@ func quoteArgs(args []string) []string {
 		out[i] = s
 	}
 	return out
+}
+
+// demoNodes is the size of the demo's DSEP network.
+const demoNodes = 6
+
+// loopbackAddr returns h's loopback TCP address with its peer ID, to
+// bootstrap from.
+func loopbackAddr(h host.Host) (string, error) {
+	for _, a := range h.Addrs() {
+		if strings.HasPrefix(a.String(), "/ip4/127.0.0.1/tcp/") {
+			return a.String() + "/p2p/" + h.ID().String(), nil
+		}
+	}
+	return "", fmt.Errorf("node %s has no loopback TCP address", h.ID())
 }
