@@ -71,6 +71,7 @@ func (a *app) rootCommand() *cobra.Command {
 		a.demoCommand(),
 		a.lookupCommand(),
 		a.publishCommand(),
+		a.testnetCommand(),
 	)
 	return root
 }

@@ -76,14 +76,18 @@ while the network formed, per node. Progress goes to standard error.`,
 			ctx := cmd.Context()
 			start := time.Now()
 			fmt.Fprintf(a.stderr, "building %d nodes and publishing %d users…\n", cfg.Nodes, cfg.Nodes)
-			step := max(cfg.Lookups/10, 1)
+			// Progress every tenth of the lookups, or every 5 seconds.
+			step, shown := max(cfg.Lookups/10, 1), time.Now()
 			res, err := testnet.RunLookupBench(ctx, cfg, func(done, total int) {
 				switch {
 				case done == 0:
 					fmt.Fprintf(a.stderr, "network ready in %.1fs\n", time.Since(start).Seconds())
-				case done%step == 0 || done == total:
+				case done%step == 0 || done == total || time.Since(shown) > 5*time.Second:
 					fmt.Fprintf(a.stderr, "lookups %d/%d\n", done, total)
+				default:
+					return
 				}
+				shown = time.Now()
 			})
 			switch {
 			case err != nil && ctx.Err() != nil:
