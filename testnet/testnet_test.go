@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/dsep-project/dsep/testnet/testtool"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -56,23 +57,7 @@ func bigNodes() int {
 	return 30
 }
 
-func TestMain(m *testing.M) {
-	base := runtime.NumGoroutine()
-	code := m.Run()
-	if code == 0 {
-		deadline := time.Now().Add(20 * time.Second)
-		for runtime.NumGoroutine() > base+5 && time.Now().Before(deadline) {
-			time.Sleep(50 * time.Millisecond)
-		}
-		if g := runtime.NumGoroutine(); g > base+5 {
-			buf := make([]byte, 1<<20)
-			buf = buf[:runtime.Stack(buf, true)]
-			fmt.Fprintf(os.Stderr, "goroutine leak: %d goroutines after Close, %d before\n%s\n", g, base, buf)
-			code = 1
-		}
-	}
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { testtool.Main(m, 5, 20*time.Second) }
 
 func newNetwork(t testing.TB, cfg Config) *Network {
 	t.Helper()

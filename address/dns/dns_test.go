@@ -3,11 +3,10 @@ package dns
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
+	"github.com/dsep-project/dsep/testnet/testtool"
 	"os"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -20,36 +19,7 @@ import (
 )
 
 // TestMain checks that the package's tests leave no goroutines behind.
-func TestMain(m *testing.M) {
-	before := runtime.NumGoroutine()
-	code := m.Run()
-	// The fuzzing engine leaves its signal handler running: check only
-	// plain test runs.
-	if code == 0 && !fuzzing() {
-		n := runtime.NumGoroutine()
-		for i := 0; i < 500 && n > before; i++ {
-			time.Sleep(10 * time.Millisecond)
-			n = runtime.NumGoroutine()
-		}
-		if n > before {
-			fmt.Fprintf(os.Stderr, "goroutine leak: %d before the tests, %d after\n", before, n)
-			buf := make([]byte, 1<<20)
-			os.Stderr.Write(buf[:runtime.Stack(buf, true)])
-			code = 1
-		}
-	}
-	os.Exit(code)
-}
-
-// fuzzing reports whether the test binary runs the fuzzing engine.
-func fuzzing() bool {
-	for _, name := range []string{"test.fuzz", "test.fuzzworker"} {
-		if f := flag.Lookup(name); f != nil && f.Value.String() != "" && f.Value.String() != "false" {
-			return true
-		}
-	}
-	return false
-}
+func TestMain(m *testing.M) { testtool.Main(m, 0, 5*time.Second) }
 
 const dsepName = "_dsep.example.org"
 

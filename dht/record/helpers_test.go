@@ -4,12 +4,11 @@ import (
 	"bytes"
 	"errors"
 	"flag"
-	"fmt"
+	"github.com/dsep-project/dsep/testnet/testtool"
 	"io"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
-	"runtime"
 	"testing"
 	"time"
 
@@ -22,23 +21,7 @@ import (
 var update = flag.Bool("update", false, "rewrite golden files")
 
 // TestMain checks that the package's tests leave no goroutines behind.
-func TestMain(m *testing.M) {
-	flag.Parse()
-	before := runtime.NumGoroutine()
-	code := m.Run()
-	if f := flag.Lookup("test.fuzz"); code == 0 && (f == nil || f.Value.String() == "") {
-		n := runtime.NumGoroutine()
-		for i := 0; i < 200 && n > before; i++ {
-			time.Sleep(10 * time.Millisecond)
-			n = runtime.NumGoroutine()
-		}
-		if n > before {
-			fmt.Fprintf(os.Stderr, "goroutine leak: %d goroutines before the tests, %d after\n", before, n)
-			code = 1
-		}
-	}
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { testtool.Main(m, 0, 2*time.Second) }
 
 // testNow is when the test keys are made; records are checked a little
 // later, at checkAt.

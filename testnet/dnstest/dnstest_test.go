@@ -2,11 +2,9 @@ package dnstest
 
 import (
 	"errors"
-	"flag"
 	"fmt"
+	"github.com/dsep-project/dsep/testnet/testtool"
 	"net"
-	"os"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -15,42 +13,7 @@ import (
 )
 
 // TestMain checks that the package's tests leave no goroutines behind.
-func TestMain(m *testing.M) {
-	before := runtime.NumGoroutine()
-	code := m.Run()
-	// The fuzzing engine leaves its signal handler running: check only
-	// plain test runs.
-	if code == 0 && !fuzzing() {
-		if n := settleGoroutines(before); n > before {
-			fmt.Fprintf(os.Stderr, "goroutine leak: %d before the tests, %d after\n", before, n)
-			buf := make([]byte, 1<<20)
-			os.Stderr.Write(buf[:runtime.Stack(buf, true)])
-			code = 1
-		}
-	}
-	os.Exit(code)
-}
-
-// fuzzing reports whether the test binary runs the fuzzing engine.
-func fuzzing() bool {
-	for _, name := range []string{"test.fuzz", "test.fuzzworker"} {
-		if f := flag.Lookup(name); f != nil && f.Value.String() != "" && f.Value.String() != "false" {
-			return true
-		}
-	}
-	return false
-}
-
-// settleGoroutines polls until at most want goroutines run, or gives up after
-// a generous while, and returns the last count.
-func settleGoroutines(want int) int {
-	n := runtime.NumGoroutine()
-	for i := 0; i < 500 && n > want; i++ {
-		time.Sleep(10 * time.Millisecond)
-		n = runtime.NumGoroutine()
-	}
-	return n
-}
+func TestMain(m *testing.M) { testtool.Main(m, 0, 5*time.Second) }
 
 func start(t *testing.T) *Server {
 	t.Helper()
