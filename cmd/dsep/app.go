@@ -72,6 +72,7 @@ func (a *app) rootCommand() *cobra.Command {
 		a.lookupCommand(),
 		a.publishCommand(),
 		a.testnetCommand(),
+		a.stampCommand(),
 	)
 	return root
 }

@@ -54,6 +54,7 @@ func TestScripts(t *testing.T) {
 			"jsonenv":     cmdJSONEnv,
 			"sleep":       cmdSleep,
 			"testnet-up":  cmdTestnetUp,
+			"envfrom":     cmdEnvFrom,
 		},
 	})
 }
@@ -231,4 +232,12 @@ func cmdTestnetUp(ts *testscript.TestScript, neg bool, args []string) {
 		ts.Fatalf("node 0 has no loopback TCP address: %v", h.Addrs())
 	}
 	ts.Setenv("BOOTSTRAP", boot)
+}
+
+// envfrom FILE VAR: set $VAR to FILE's content (or stdout's), trimmed.
+func cmdEnvFrom(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) != 2 {
+		ts.Fatalf("usage: envfrom FILE VAR")
+	}
+	ts.Setenv(args[1], strings.TrimSpace(ts.ReadFile(args[0])))
 }
