@@ -115,3 +115,24 @@ func FuzzReadHeader(f *testing.F) {
 		_, _ = Payload(r, h, io.Discard)
 	})
 }
+
+// The test vector of docs/protocol.md §11.1.
+func TestSpecVector(t *testing.T) {
+	const want = "0101" + "0012" + "313a32303a3236313132313a723a3a613a62" + "0000000000000002" + "6869"
+	got := encode(t, KindStamp, []byte("1:20:261121:r::a:b"), []byte("hi"))
+	if hexs := strings.ToLower(fmtHex(got)); hexs != want {
+		t.Fatalf("envelope %s, want %s", hexs, want)
+	}
+	if id := IDOf([]byte("hi")).String(); id != "8f434346648f6b96df89dda901c5176b10a6d83961dd3c1ac88b59b2dc327aa4" {
+		t.Fatalf("ID %s", id)
+	}
+}
+
+func fmtHex(b []byte) string {
+	const digits = "0123456789abcdef"
+	out := make([]byte, 0, 2*len(b))
+	for _, c := range b {
+		out = append(out, digits[c>>4], digits[c&15])
+	}
+	return string(out)
+}
