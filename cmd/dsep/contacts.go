@@ -86,6 +86,26 @@ func parseContactEmail(s string) (address.Email, error) {
 	return e, nil
 }
 
+// onContact parses the EMAIL argument, opens the book, runs act on it and
+// prints the resulting contact. An unknown contact gets notFound's hint;
+// any other failure gets hint.
+func (a *app) onContact(arg, hint string, act func(*book.Book, address.Email) (*book.Contact, error)) error {
+	e, err := parseContactEmail(arg)
+	if err != nil {
+		return err
+	}
+	return a.withBook(func(b *book.Book) error {
+		c, err := act(b, e)
+		switch {
+		case errors.Is(err, book.ErrNotFound):
+			return notFound(err, e)
+		case err != nil:
+			return fail(hint, "%v", err)
+		}
+		return a.printContact(c)
+	})
+}
+
 func notFound(err error, e address.Email) error {
 	if errors.Is(err, book.ErrNotFound) {
 		return fail("verify the address first: `dsep verify "+e.String()+" --key KEYFILE`", "%s is not in your address book", e)
@@ -171,17 +191,7 @@ func (a *app) contactsShowCommand() *cobra.Command {
 		Example: "  dsep contacts show bob@example.org",
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			e, err := parseContactEmail(args[0])
-			if err != nil {
-				return err
-			}
-			return a.withBook(func(b *book.Book) error {
-				c, err := b.Get(e)
-				if err != nil {
-					return notFound(err, e)
-				}
-				return a.printContact(c)
-			})
+			return a.onContact(args[0], "", func(b *book.Book, e address.Email) (*book.Contact, error) { return b.Get(e) })
 		},
 	}
 }
@@ -196,24 +206,12 @@ is taken.`,
 		Example: `  dsep contacts verify bob@example.org "0123 4567 89AB CDEF 0123  4567 89AB CDEF 0123 4567"`,
 		Args:    cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			e, err := parseContactEmail(args[0])
-			if err != nil {
-				return err
-			}
 			f, err := address.ParseFingerprint(args[1])
 			if err != nil {
 				return fail("give the 40 hex digits the contact read out (spaces allowed)", "%v", err)
 			}
-			return a.withBook(func(b *book.Book) error {
-				c, err := b.Verify(e, f, time.Now())
-				if err != nil {
-					if errors.Is(err, book.ErrNotFound) {
-						return notFound(err, e)
-					}
-					return fail("compare the fingerprint again; do not mark a contact verified on a mismatch", "%v", err)
-				}
-				return a.printContact(c)
-			})
+			return a.onContact(args[0], "compare the fingerprint again; do not mark a contact verified on a mismatch",
+				func(b *book.Book, e address.Email) (*book.Contact, error) { return b.Verify(e, f, time.Now()) })
 		},
 	}
 }
@@ -226,20 +224,8 @@ func (a *app) contactsApproveCommand() *cobra.Command {
   dsep contacts approve bob@example.org`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			e, err := parseContactEmail(args[0])
-			if err != nil {
-				return err
-			}
-			return a.withBook(func(b *book.Book) error {
-				c, err := b.Approve(e, time.Now())
-				if err != nil {
-					if errors.Is(err, book.ErrNotFound) {
-						return notFound(err, e)
-					}
-					return fail("`dsep contacts show "+e.String()+"` tells the contact's state", "%v", err)
-				}
-				return a.printContact(c)
-			})
+			return a.onContact(args[0], "`dsep contacts show "+args[0]+"` tells the contact's state",
+				func(b *book.Book, e address.Email) (*book.Contact, error) { return b.Approve(e, time.Now()) })
 		},
 	}
 }
@@ -252,17 +238,8 @@ func (a *app) contactsBlockCommand() *cobra.Command {
 		Example: "  dsep contacts block mallory@example.net --reason spam",
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			e, err := parseContactEmail(args[0])
-			if err != nil {
-				return err
-			}
-			return a.withBook(func(b *book.Book) error {
-				c, err := b.Block(e, reason, time.Now())
-				if err != nil {
-					return notFound(err, e)
-				}
-				return a.printContact(c)
-			})
+			return a.onContact(args[0], "",
+				func(b *book.Book, e address.Email) (*book.Contact, error) { return b.Block(e, reason, time.Now()) })
 		},
 	}
 	c.Flags().StringVar(&reason, "reason", "blocked by the user", "why (shown in contacts show)")
