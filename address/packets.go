@@ -515,14 +515,18 @@ type SigningSubkey struct {
 // SigningSubkey returns k's signing subkey valid at now (the newest one)
 // with its binding signature.
 func (k *Key) SigningSubkey(now time.Time) (*SigningSubkey, error) {
+	// go-crypto's Signature.Serialize writes into the signature (it
+	// caches its encoding), so it runs under the lock too.
 	k.mu.Lock()
 	sk, ok := k.e.SigningKey(now, nil)
-	k.mu.Unlock()
 	if !ok || sk.PublicKey == k.e.PrimaryKey || sk.SelfSignature == nil {
+		k.mu.Unlock()
 		return nil, fmt.Errorf("%w: key %s has no valid signing subkey", ErrNotDSEPKey, k.fpr)
 	}
 	var b bytes.Buffer
-	if err := sk.SelfSignature.Serialize(&b); err != nil {
+	err := sk.SelfSignature.Serialize(&b)
+	k.mu.Unlock()
+	if err != nil {
 		return nil, fmt.Errorf("address: serialize binding: %w", err)
 	}
 	return &SigningSubkey{Primary: k.PrimaryPacket(), Subkey: newKeyPacket(sk.PublicKey), Binding: b.Bytes()}, nil
