@@ -73,6 +73,8 @@ func (a *app) rootCommand() *cobra.Command {
 		a.publishCommand(),
 		a.testnetCommand(),
 		a.stampCommand(),
+		a.runCommand(),
+		a.sendCommand(), a.inboxCommand(), a.readCommand(), a.outboxCommand(), a.statusCommand(), a.configCommand(),
 	)
 	return root
 }

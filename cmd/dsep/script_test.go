@@ -7,6 +7,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -55,6 +57,7 @@ func TestScripts(t *testing.T) {
 			"sleep":       cmdSleep,
 			"testnet-up":  cmdTestnetUp,
 			"envfrom":     cmdEnvFrom,
+			"eventually":  cmdEventually,
 		},
 	})
 }
@@ -240,4 +243,29 @@ func cmdEnvFrom(ts *testscript.TestScript, neg bool, args []string) {
 		ts.Fatalf("usage: envfrom FILE VAR")
 	}
 	ts.Setenv(args[1], strings.TrimSpace(ts.ReadFile(args[0])))
+}
+
+// eventually SECONDS PROGRAM ARGS... -- REGEXP: run the program (with
+// exec's rules) until its stdout matches REGEXP, for at most SECONDS; its
+// last output stays in stdout and stderr.
+func cmdEventually(ts *testscript.TestScript, neg bool, args []string) {
+	sep := slices.Index(args, "--")
+	if len(args) < 4 || sep < 2 || sep != len(args)-2 {
+		ts.Fatalf("usage: eventually SECONDS PROGRAM ARGS... -- REGEXP")
+	}
+	secs, err := strconv.Atoi(args[0])
+	ts.Check(err)
+	re, err := regexp.Compile(args[len(args)-1])
+	ts.Check(err)
+	deadline := time.Now().Add(time.Duration(secs) * time.Second)
+	for {
+		err := ts.Exec(args[1], args[2:sep]...)
+		if err == nil && re.MatchString(ts.ReadFile("stdout")) {
+			return
+		}
+		if time.Now().After(deadline) {
+			ts.Fatalf("after %ds, %s %v: err %v, stdout %q, stderr %q", secs, args[1], args[2:sep], err, ts.ReadFile("stdout"), ts.ReadFile("stderr"))
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
 }

@@ -40,7 +40,86 @@ func (a *app) testnetBenchCommand() *cobra.Command {
 		Example: `  dsep testnet bench lookup --nodes 50 --lookups 200
   dsep testnet bench lookup --json > lookup.json`,
 	}
-	c.AddCommand(a.testnetBenchLookupCommand())
+	c.AddCommand(a.testnetBenchLookupCommand(), a.testnetBenchDeliverCommand())
+	return c
+}
+
+func (a *app) testnetBenchDeliverCommand() *cobra.Command {
+	var cfg testnet.DeliverBench
+	var seconds float64
+	c := &cobra.Command{
+		Use:   "deliver",
+		Short: "Measure mail delivery between two nodes, end to end",
+		Long: `Build a test network (DNS, a domain, a small DHT backbone) with two users,
+alice and bob, each on their own node, then send mail from alice to bob for
+--seconds (or exactly --messages) and count what bob files. Every message
+takes the whole path: alice's durable queue, sign then encrypt, the
+/dsep/deliver stream, bob's durable store and acknowledgement, decryption,
+signature, recipient and binding checks, indexing, and a signed receipt
+back to alice. Bob gives alice a waiver, so no stamps are minted (stamp
+minting is measured by ` + "`dsep stamp bench`" + `).
+
+Without --rate, alice sends as fast as the path drains (at most 2048
+messages in flight); with --rate, at that many messages per second.
+
+Reported: msgs_per_sec filed at bob; p50/p99 latency from Send to filing;
+lost and duplicate messages; receipts; and crypto_bound_msgs_per_sec, the
+rate one core would reach doing nothing but the message's crypto (sign and
+encrypt, decrypt and verify, receipt sign and verify), timed in this run.
+Exit status 1 if a message was lost or duplicated.`,
+		Example: `  dsep testnet bench deliver --nodes 2 --seconds 60 --size 4096 --json
+  dsep testnet bench deliver --messages 2000
+  dsep testnet bench deliver --seconds 60 --rate 200 --json`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if cfg.Nodes != 2 {
+				return fail("use --nodes 2", "bad --nodes %d: the delivery benchmark runs a sender and a recipient", cfg.Nodes)
+			}
+			if cfg.Size < 1 || cfg.Size > 25<<20 {
+				return fail("use a --size between 1 and 26214400 bytes", "bad --size %d", cfg.Size)
+			}
+			if cfg.Messages < 0 || cfg.Rate < 0 || seconds < 0 {
+				return fail("give positive numbers", "negative --messages, --rate or --seconds")
+			}
+			if cfg.Messages == 0 {
+				if seconds == 0 {
+					seconds = testnet.DefaultDeliverSeconds
+				}
+				cfg.Duration = time.Duration(seconds * float64(time.Second))
+			}
+			ctx := cmd.Context()
+			fmt.Fprintln(a.stderr, "building the network…")
+			res, err := testnet.RunDeliverBench(ctx, cfg, func(sent, filed int) {
+				fmt.Fprintf(a.stderr, "sent %d, filed %d\n", sent, filed)
+			})
+			switch {
+			case err != nil && ctx.Err() != nil:
+				return &exitError{code: 130, msg: "interrupted; the test network is stopped"}
+			case err != nil:
+				return fail("if it persists, report it as a bug", "%v", err)
+			}
+			if a.jsonOut {
+				err = a.printJSON(res)
+			} else {
+				fmt.Fprintf(a.stdout, "%d sent, %d filed in %.1fs: %.0f msgs/s (%.0f%% of the crypto bound, %.0f msgs/s)\n",
+					res.Sent, res.Received, res.Seconds, res.MsgsPerSec, 100*res.OfCryptoBound, res.CryptoBoundMsgsPerSec)
+				fmt.Fprintf(a.stdout, "latency send → filed: p50 %.1f ms, p99 %.1f ms\nlost %d, duplicates %d, receipts %d\n",
+					res.P50Ms, res.P99Ms, res.Lost, res.Duplicates, res.Receipts)
+			}
+			if err != nil {
+				return err
+			}
+			if res.Lost > 0 || res.Duplicates > 0 {
+				return &exitError{code: 1, msg: fmt.Sprintf("%d lost, %d duplicated", res.Lost, res.Duplicates), hint: "this is a bug: please report it with the output of --json"}
+			}
+			return nil
+		},
+	}
+	c.Flags().IntVar(&cfg.Nodes, "nodes", 2, "number of mail nodes (2: a sender and a recipient)")
+	c.Flags().IntVar(&cfg.Messages, "messages", 0, "send exactly this many messages (instead of --seconds)")
+	c.Flags().Float64Var(&seconds, "seconds", 0, fmt.Sprintf("send for this long (default %d)", testnet.DefaultDeliverSeconds))
+	c.Flags().IntVar(&cfg.Size, "size", testnet.DefaultDeliverSize, "size of each mail in bytes")
+	c.Flags().Float64Var(&cfg.Rate, "rate", 0, "messages per second (default: as fast as possible)")
 	return c
 }
 

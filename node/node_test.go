@@ -1,0 +1,441 @@
+package node_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/ProtonMail/go-crypto/openpgp/packet"
+	openpgp "github.com/ProtonMail/go-crypto/openpgp/v2"
+	"github.com/dsep-project/dsep/address"
+	"github.com/dsep-project/dsep/dht/host"
+	"github.com/dsep-project/dsep/node"
+	"github.com/dsep-project/dsep/node/compose"
+	"github.com/dsep-project/dsep/node/control"
+	"github.com/dsep-project/dsep/node/deliver"
+	"github.com/dsep-project/dsep/node/envelope"
+	"github.com/dsep-project/dsep/node/message"
+	"github.com/dsep-project/dsep/node/queue"
+	"github.com/dsep-project/dsep/node/stamp"
+	"github.com/dsep-project/dsep/testnet"
+	"github.com/libp2p/go-libp2p/core/crypto"
+	p2phost "github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/peer"
+)
+
+// testBits is the stamp price of the test users: cheap to mint.
+const testBits = 12
+
+func newNet(t *testing.T, adjust func(*node.Config)) *testnet.MailNet {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	m, err := testnet.NewMailNet(ctx, testnet.MailConfig{
+		Dir: t.TempDir(),
+		Node: func(c *node.Config) {
+			c.StampBits = testBits
+			if adjust != nil {
+				adjust(c)
+			}
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Close() })
+	return m
+}
+
+func addUser(t *testing.T, m *testnet.MailNet, local string, opt testnet.UserOptions) *testnet.User {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	u, err := m.AddUser(ctx, local, opt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return u
+}
+
+func mail(t *testing.T, from, to *testnet.User, subject string) []byte {
+	t.Helper()
+	b, err := compose.Build(compose.Draft{
+		From:    from.Email.String(),
+		To:      []string{to.Email.String()},
+		Subject: subject,
+		Body:    []byte("Hello " + to.Email.Local() + ",\r\nthis is " + subject + ".\r\n"),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func send(t *testing.T, from, to *testnet.User, subject string) envelope.ID {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	res, err := from.Node().Send(ctx, mail(t, from, to, subject), []string{to.Email.String()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res) != 1 || res[0].Err != nil {
+		t.Fatalf("send: %+v", res)
+	}
+	return res[0].ID
+}
+
+// eventually polls cond until it holds or d passes.
+func eventually(t *testing.T, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func inbox(t *testing.T, n *node.Node) []control.Summary {
+	t.Helper()
+	l, err := n.Backend().List(context.Background(), "INBOX", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l
+}
+
+func outboxItem(t *testing.T, n *node.Node, id envelope.ID) *queue.Item {
+	t.Helper()
+	it, err := n.Queue().Get(id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return it
+}
+
+func TestAliceToBob(t *testing.T) {
+	m := newNet(t, nil)
+	alice := addUser(t, m, "alice", testnet.UserOptions{})
+	bob := addUser(t, m, "bob", testnet.UserOptions{})
+
+	id := send(t, alice, bob, "first contact")
+	eventually(t, 30*time.Second, "bob's inbox", func() bool { return len(inbox(t, bob.Node())) == 1 })
+	got := inbox(t, bob.Node())[0]
+	if got.ID != id.String() || got.Subject != "first contact" || got.Verification.Status != control.VerifyVerified {
+		t.Fatalf("bob got %+v", got)
+	}
+	if !strings.Contains(got.From, "alice@example.org") || got.Verification.Signer != alice.Key.Fingerprint().String() {
+		t.Fatalf("bob got %+v", got)
+	}
+	msg, err := bob.Node().Backend().Message(context.Background(), id.String()[:12], true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Contains(msg.Body, []byte("this is first contact")) || !strings.HasPrefix(msg.Raw, "-----BEGIN PGP MESSAGE-----") {
+		t.Fatalf("message: body %q raw %.40q", msg.Body, msg.Raw)
+	}
+	// The signed receipt comes back to Alice.
+	eventually(t, 30*time.Second, "alice's receipt", func() bool {
+		it := outboxItem(t, alice.Node(), id)
+		return it.State == queue.StateDelivered && !it.Receipt.IsZero()
+	})
+	// Alice's Sent folder has her copy.
+	sent, err := alice.Node().Backend().List(context.Background(), "Sent", 0)
+	if err != nil || len(sent) != 1 {
+		t.Fatalf("sent folder: %v %+v", err, sent)
+	}
+	st, err := bob.Node().Backend().Status(context.Background())
+	if err != nil || st.Delivery.Received != 1 || st.Mailbox.Messages != 1 || st.DHT.RoutingTable == 0 {
+		t.Fatalf("status: %v %+v", err, st)
+	}
+}
+
+func TestOfflineRecipientGetsItLater(t *testing.T) {
+	m := newNet(t, nil)
+	alice := addUser(t, m, "alice", testnet.UserOptions{})
+	bob := addUser(t, m, "bob", testnet.UserOptions{})
+	if err := bob.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	id := send(t, alice, bob, "while you were out")
+	eventually(t, 30*time.Second, "a failed attempt", func() bool {
+		it := outboxItem(t, alice.Node(), id)
+		return len(it.Delegates) == 1 && it.Delegates[0].Attempts >= 2
+	})
+	if it := outboxItem(t, alice.Node(), id); it.State != queue.StatePending || it.Delegates[0].LastError == "" {
+		t.Fatalf("item while bob is offline: %+v", it)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := bob.Start(ctx, 0); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 30*time.Second, "bob's inbox", func() bool { return len(inbox(t, bob.Node())) == 1 })
+	eventually(t, 30*time.Second, "delivered", func() bool { return outboxItem(t, alice.Node(), id).State == queue.StateDelivered })
+}
+
+func TestTwoDevicesEachGetItOnce(t *testing.T) {
+	m := newNet(t, nil)
+	alice := addUser(t, m, "alice", testnet.UserOptions{})
+	bob := addUser(t, m, "bob", testnet.UserOptions{Devices: 2})
+	id := send(t, alice, bob, "to both of you")
+	for i, d := range bob.Devices {
+		eventually(t, 30*time.Second, fmt.Sprintf("device %d", i), func() bool { return len(inbox(t, d)) == 1 })
+	}
+	eventually(t, 30*time.Second, "delivered to both", func() bool {
+		it := outboxItem(t, alice.Node(), id)
+		return it.State == queue.StateDelivered && len(it.Delegates) == 2
+	})
+	// Nothing arrives twice, even after the retry timers have passed.
+	time.Sleep(500 * time.Millisecond)
+	for i, d := range bob.Devices {
+		if l := inbox(t, d); len(l) != 1 || l[0].ID != id.String() {
+			t.Fatalf("device %d inbox: %+v", i, l)
+		}
+	}
+}
+
+// A host that is not Bob's delegate, at the address Bob's reach record
+// gives, cannot take Bob's mail: TLS authenticates the peer ID Alice
+// dials, and the impostor's is not delegated.
+func TestImpersonatedDelegateRefused(t *testing.T) {
+	m := newNet(t, nil)
+	alice := addUser(t, m, "alice", testnet.UserOptions{})
+	bob := addUser(t, m, "bob", testnet.UserOptions{})
+	addr := bob.Node().Host().Addrs()[0]
+	if err := bob.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	// The impostor takes Bob's port and serves the delivery protocol,
+	// accepting everything.
+	ik, _, _ := crypto.GenerateEd25519Key(nil)
+	var got atomic.Int32
+	var impostor interface{ Close() error }
+	ctx := context.Background()
+	for try := 0; ; try++ {
+		h, err := host.New(ctx, host.Config{Key: ik, Listen: []string{addr.String()}, Limits: host.Testnet})
+		if err == nil {
+			srv, err := deliver.NewServer(h, deliver.ServerConfig{Policy: acceptAll{&got}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { srv.Close() })
+			impostor = h
+			break
+		}
+		if try > 50 {
+			t.Fatalf("impostor could not take the port: %v", err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	defer impostor.Close()
+	id := send(t, alice, bob, "for bob only")
+	eventually(t, 30*time.Second, "refused attempts", func() bool {
+		it := outboxItem(t, alice.Node(), id)
+		return len(it.Delegates) == 1 && it.Delegates[0].Attempts >= 2
+	})
+	it := outboxItem(t, alice.Node(), id)
+	if it.State != queue.StatePending || !strings.Contains(strings.ToLower(it.Delegates[0].LastError), "peer") {
+		t.Fatalf("item: %+v", it)
+	}
+	if got.Load() != 0 {
+		t.Fatalf("the impostor received %d envelopes", got.Load())
+	}
+}
+
+type acceptAll struct{ n *atomic.Int32 }
+
+func (a acceptAll) Admit(peer.ID, envelope.Header) error { return nil }
+func (a acceptAll) Accept(_ context.Context, _ peer.ID, _ envelope.Header, _ envelope.ID, _ []byte) (bool, error) {
+	a.n.Add(1)
+	return false, nil
+}
+
+func TestStampsCheckedBeforeDecryption(t *testing.T) {
+	m := newNet(t, nil)
+	alice := addUser(t, m, "alice", testnet.UserOptions{})
+	bob := addUser(t, m, "bob", testnet.UserOptions{})
+	bn := bob.Node()
+	payload, err := message.Seal(mail(t, alice, bob, "paid badly"), message.SealOptions{From: alice.Key, To: bob.Key, Now: time.Now()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := envelope.IDOf(payload)
+	bfpr := bob.Key.Fingerprint().String()
+	mint := func(bits int, resource string, ext string, now time.Time) string {
+		s, err := stamp.Mint(context.Background(), stamp.MintParams{Bits: bits, Resource: resource, Ext: ext, Now: now, Workers: 1}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	ce, _ := address.ParseEmail("carol@example.org")
+	other, err := address.NewIdentity("", ce, address.NewIdentityOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	h := newRawHost(t)
+	cases := []struct {
+		name  string
+		stamp string
+		want  string
+	}{
+		{"weak", mint(testBits-4, bfpr, stamp.PayloadExt(id), now), "bits"},
+		{"stale", mint(testBits, bfpr, stamp.PayloadExt(id), now.Add(-5*24*time.Hour)), "too old"},
+		{"wrong resource", mint(testBits, other.Fingerprint().String(), stamp.PayloadExt(id), now), "resource"},
+		{"other payload", mint(testBits, bfpr, stamp.PayloadExt(envelope.IDOf([]byte("x"))), now), "another payload"},
+		{"garbage", "1:20:garbage", "stamp"},
+	}
+	for _, tc := range cases {
+		r := h.send(t, bn, envelope.KindStamp, tc.stamp, payload)
+		if r.Status != deliver.StatusRejected || !strings.Contains(r.Reason, tc.want) {
+			t.Errorf("%s: %+v", tc.name, r)
+		}
+	}
+	if d := bn.Stats().Decrypted.Load(); d != 0 {
+		t.Fatalf("%d decryptions ran for refused envelopes", d)
+	}
+	// A good stamp is accepted; reusing it for the same envelope is a
+	// replay: acknowledged again, stored and decrypted once.
+	good := mint(testBits, bfpr, stamp.PayloadExt(id), now)
+	if r := h.send(t, bn, envelope.KindStamp, good, payload); r.Status != deliver.StatusStored || r.ID != id {
+		t.Fatalf("good stamp: %+v", r)
+	}
+	if r := h.send(t, bn, envelope.KindStamp, good, payload); r.Status != deliver.StatusDuplicate || r.ID != id {
+		t.Fatalf("replay: %+v", r)
+	}
+	eventually(t, 30*time.Second, "bob's inbox", func() bool { return len(inbox(t, bn)) == 1 })
+	time.Sleep(200 * time.Millisecond)
+	if d := bn.Stats().Decrypted.Load(); d != 1 {
+		t.Fatalf("%d decryptions, want 1", d)
+	}
+	if l := inbox(t, bn); len(l) != 1 {
+		t.Fatalf("inbox: %+v", l)
+	}
+}
+
+// senderHost is a bare libp2p host that writes envelopes by hand.
+type senderHost struct{ h p2phost.Host }
+
+func newRawHost(t *testing.T) *senderHost {
+	t.Helper()
+	k, _, _ := crypto.GenerateEd25519Key(nil)
+	h, err := host.New(context.Background(), host.Config{Key: k, Listen: []string{"/ip4/127.0.0.1/tcp/0"}, Limits: host.Testnet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { h.Close() })
+	return &senderHost{h: h}
+}
+
+func (s *senderHost) send(t *testing.T, to *node.Node, kind envelope.Kind, proof string, payload []byte) deliver.Response {
+	t.Helper()
+	ai := to.AddrInfo()
+	s.h.Peerstore().AddAddrs(ai.ID, ai.Addrs, time.Hour)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	rs, err := deliver.Send(ctx, s.h, ai.ID, []deliver.Outgoing{{Kind: kind, Proof: []byte(proof), Payload: payload}})
+	if err != nil && len(rs) == 0 {
+		t.Fatalf("send: %v", err)
+	}
+	return rs[0]
+}
+
+// Bob takes Alice's signed message and encrypts it to Carol: the signed
+// content names Bob, so Carol's node rejects it after decryption.
+func TestForwardedPayloadRejected(t *testing.T) {
+	m := newNet(t, nil)
+	alice := addUser(t, m, "alice", testnet.UserOptions{})
+	bob := addUser(t, m, "bob", testnet.UserOptions{})
+	carol := addUser(t, m, "carol", testnet.UserOptions{})
+	signed := "DSEP-Recipient: " + bob.Key.Fingerprint().String() + "\r\n" +
+		"DSEP-Sender: " + alice.Key.Fingerprint().String() + "\r\n" +
+		string(mail(t, alice, bob, "for bob"))
+	var buf bytes.Buffer
+	w, err := openpgp.Encrypt(&buf, nil, []*openpgp.Entity{carol.Key.Entity()}, []*openpgp.Entity{alice.Key.Entity()}, &openpgp.FileHints{}, &packet.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Write([]byte(signed)); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	payload := buf.Bytes()
+	id := envelope.IDOf(payload)
+	st, err := stamp.Mint(context.Background(), stamp.MintParams{Bits: testBits, Resource: carol.Key.Fingerprint().String(), Ext: stamp.PayloadExt(id), Workers: 1}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cn := carol.Node()
+	if r := newRawHost(t).send(t, cn, envelope.KindStamp, st, payload); r.Status != deliver.StatusStored {
+		t.Fatalf("envelope: %+v", r)
+	}
+	eventually(t, 30*time.Second, "the rejection", func() bool { return cn.Stats().Rejected.Load() == 1 })
+	if l := inbox(t, cn); len(l) != 0 {
+		t.Fatalf("carol's inbox: %+v", l)
+	}
+	if cn.Stats().Decrypted.Load() != 1 {
+		t.Fatalf("decrypted %d", cn.Stats().Decrypted.Load())
+	}
+}
+
+// No envelope is acknowledged before the sync that covers it has
+// returned: with every sync held back, the sender must hear nothing.
+func TestAckWaitsForSync(t *testing.T) {
+	var hold atomic.Bool
+	entered := make(chan struct{}, 1)
+	release := make(chan struct{})
+	var synced atomic.Int64
+	m := newNet(t, nil)
+	alice := addUser(t, m, "alice", testnet.UserOptions{})
+	bob := addUser(t, m, "bob", testnet.UserOptions{Node: func(c *node.Config) {
+		c.BeforeSync = func() {
+			if hold.Load() {
+				select {
+				case entered <- struct{}{}:
+				default:
+				}
+				<-release
+			}
+		}
+		c.AfterSync = func(int) { synced.Add(1) }
+	}})
+	payload, err := message.Seal(mail(t, alice, bob, "durable"), message.SealOptions{From: alice.Key, To: bob.Key})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := envelope.IDOf(payload)
+	st, err := stamp.Mint(context.Background(), stamp.MintParams{Bits: testBits, Resource: bob.Key.Fingerprint().String(), Ext: stamp.PayloadExt(id), Workers: 1}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := newRawHost(t)
+	hold.Store(true)
+	acked := make(chan deliver.Response, 1)
+	go func() { acked <- h.send(t, bob.Node(), envelope.KindStamp, st, payload) }()
+	<-entered
+	before := synced.Load()
+	select {
+	case r := <-acked:
+		t.Fatalf("acknowledged while the sync was held: %+v", r)
+	case <-time.After(300 * time.Millisecond):
+	}
+	hold.Store(false)
+	close(release)
+	r := <-acked
+	if r.Status != deliver.StatusStored || r.ID != id {
+		t.Fatalf("ack: %+v", r)
+	}
+	if synced.Load() <= before {
+		t.Fatal("acknowledged without a completed sync")
+	}
+}
