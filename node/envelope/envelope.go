@@ -53,6 +53,19 @@ type ID [32]byte
 // String is the lower-case hex form.
 func (id ID) String() string { return hex.EncodeToString(id[:]) }
 
+// MarshalText is the hex form (JSON and other text encodings).
+func (id ID) MarshalText() ([]byte, error) { return []byte(id.String()), nil }
+
+// UnmarshalText parses the hex form.
+func (id *ID) UnmarshalText(b []byte) error {
+	v, err := ParseID(string(b))
+	if err != nil {
+		return err
+	}
+	*id = v
+	return nil
+}
+
 // ParseID parses the hex form.
 func ParseID(s string) (ID, error) {
 	var id ID

@@ -15,7 +15,9 @@
 //
 //	q/i/<id>   the item: JSON (small; read when listing and scheduling)
 //	q/p/<id>   the item's bytes: the sealed payload, or the plaintext mail
-//	           until the recipient is resolved and the payload sealed
+//	           until the recipient is resolved and the payload sealed;
+//	           dropped with store.Erase (an empty value), which badger's
+//	           value-log GC cannot undo
 //	q/w/<id>   present while the item is pending: the scheduler reads
 //	           only these, so finished items cost nothing
 package queue
@@ -32,6 +34,7 @@ import (
 
 	"github.com/dgraph-io/badger/v4"
 	"github.com/dsep-project/dsep/node/envelope"
+	"github.com/dsep-project/dsep/node/store"
 )
 
 // Store is what the queue needs of the node's store: the badger DB and a
@@ -224,7 +227,8 @@ func itemKey(id envelope.ID) []byte  { return append(append([]byte(nil), prefixI
 func bytesKey(id envelope.ID) []byte { return append(append([]byte(nil), prefixBytes...), id[:]...) }
 func workKey(id envelope.ID) []byte  { return append(append([]byte(nil), prefixWork...), id[:]...) }
 
-func decodeItem(b []byte) (*Item, error) {
+// DecodeItem decodes a stored item, refusing oversized or damaged ones.
+func DecodeItem(b []byte) (*Item, error) {
 	if len(b) > MaxItemBytes {
 		return nil, fmt.Errorf("queue: item of %d bytes exceeds %d", len(b), MaxItemBytes)
 	}
@@ -252,8 +256,12 @@ func putItem(txn *badger.Txn, it *Item) error {
 	return txn.Delete(workKey(it.ID))
 }
 
-// Add stores a new item with its bytes (payload or mail), durably.
+// Add stores a new item with its bytes (payload or mail, not empty),
+// durably.
 func (q *Queue) Add(ctx context.Context, it *Item, data []byte) error {
+	if len(data) == 0 {
+		return errors.New("queue: an item needs its bytes")
+	}
 	if it.State == "" {
 		it.State = StatePending
 	}
@@ -280,7 +288,7 @@ func (q *Queue) Get(id envelope.ID) (*Item, error) {
 			return err
 		}
 		return e.Value(func(v []byte) error {
-			it, err = decodeItem(v)
+			it, err = DecodeItem(v)
 			return err
 		})
 	})
@@ -299,6 +307,9 @@ func (q *Queue) Bytes(id envelope.ID) ([]byte, error) {
 			return err
 		}
 		b, err = e.ValueCopy(nil)
+		if err == nil && len(b) == 0 {
+			return ErrNotFound // erased (store.Erase)
+		}
 		return err
 	})
 	return b, err
@@ -320,7 +331,7 @@ func (q *Queue) Update(ctx context.Context, id envelope.ID, change func(it *Item
 			}
 			var it *Item
 			if err := e.Value(func(v []byte) error {
-				it, err = decodeItem(v)
+				it, err = DecodeItem(v)
 				return err
 			}); err != nil {
 				return err
@@ -355,7 +366,7 @@ func (q *Queue) UpdateMany(ctx context.Context, ids []envelope.ID, change func(i
 				}
 				var it *Item
 				if err := e.Value(func(v []byte) error {
-					it, err = decodeItem(v)
+					it, err = DecodeItem(v)
 					return err
 				}); err != nil {
 					return err
@@ -388,7 +399,7 @@ func (q *Queue) Rekey(ctx context.Context, old envelope.ID, it *Item, data []byt
 		if err := txn.Delete(workKey(old)); err != nil {
 			return err
 		}
-		if err := txn.Delete(bytesKey(old)); err != nil {
+		if err := store.Erase(txn, bytesKey(old)); err != nil {
 			return err
 		}
 		if err := putItem(txn, it); err != nil {
@@ -402,7 +413,7 @@ func (q *Queue) Rekey(ctx context.Context, old envelope.ID, it *Item, data []byt
 // outbox listing and for matching receipts).
 func (q *Queue) DropBytes(ctx context.Context, id envelope.ID) error {
 	return q.st.Durable(ctx, func(txn *badger.Txn) error {
-		return txn.Delete(bytesKey(id))
+		return store.Erase(txn, bytesKey(id))
 	})
 }
 
@@ -415,7 +426,7 @@ func (q *Queue) Remove(ctx context.Context, id envelope.ID) error {
 		if err := txn.Delete(workKey(id)); err != nil {
 			return err
 		}
-		return txn.Delete(bytesKey(id))
+		return store.Erase(txn, bytesKey(id))
 	})
 }
 
@@ -490,7 +501,7 @@ func (q *Queue) scan(f func(it *Item) bool) error {
 			var it *Item
 			err := iter.Item().Value(func(v []byte) error {
 				var err error
-				it, err = decodeItem(v)
+				it, err = DecodeItem(v)
 				return err
 			})
 			if err != nil {
@@ -536,7 +547,7 @@ func (q *Queue) scanPending(f func(it *Item) bool) error {
 			var it *Item
 			if err := e.Value(func(v []byte) error {
 				var err error
-				it, err = decodeItem(v)
+				it, err = DecodeItem(v)
 				return err
 			}); err != nil {
 				return err

@@ -143,3 +143,36 @@ func TestSettle(t *testing.T) {
 		t.Fatalf("one delivered: %s", it.State)
 	}
 }
+
+func TestDropBytes(t *testing.T) {
+	s := open(t, t.TempDir())
+	defer s.Close()
+	ctx := context.Background()
+	q := queue.New(s)
+	if err := q.Add(ctx, item(1, time.Now()), make([]byte, 100<<10)); err != nil {
+		t.Fatal(err)
+	}
+	if err := q.DropBytes(ctx, envelope.ID{1}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := q.Bytes(envelope.ID{1}); !errors.Is(err, queue.ErrNotFound) {
+		t.Fatalf("dropped bytes: %v", err)
+	}
+	if err := q.Add(ctx, item(2, time.Now()), nil); err == nil {
+		t.Fatal("an item without bytes was added")
+	}
+}
+
+// FuzzDecodeItem: a damaged store yields errors, never a panic.
+func FuzzDecodeItem(f *testing.F) {
+	f.Add([]byte(`{"id":"` + envelope.ID{1}.String() + `","kind":"message","state":"pending","delegates":[{"peer":"A","state":"pending"}]}`))
+	f.Add([]byte(`{"delegates":[` + "{}," + `{}]}`))
+	f.Add([]byte(`[]`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		it, err := queue.DecodeItem(b)
+		if err == nil {
+			_, _ = it.Due(time.Now())
+			it.Settle(time.Now())
+		}
+	})
+}
