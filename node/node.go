@@ -494,7 +494,7 @@ func (n *Node) monitorLoop(ctx context.Context) {
 	select {
 	case <-ctx.Done():
 		return
-	case <-time.After(time.Minute):
+	case <-time.After(min(time.Minute, n.cfg.MonitorInterval)):
 	}
 	t := time.NewTicker(n.cfg.MonitorInterval)
 	defer t.Stop()

@@ -3,6 +3,7 @@ package node_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"sync/atomic"
@@ -13,6 +14,7 @@ import (
 	openpgp "github.com/ProtonMail/go-crypto/openpgp/v2"
 	"github.com/dsep-project/dsep/address"
 	"github.com/dsep-project/dsep/dht/host"
+	"github.com/dsep-project/dsep/dht/record"
 	"github.com/dsep-project/dsep/node"
 	"github.com/dsep-project/dsep/node/compose"
 	"github.com/dsep-project/dsep/node/control"
@@ -437,5 +439,121 @@ func TestAckWaitsForSync(t *testing.T) {
 	}
 	if synced.Load() <= before {
 		t.Fatal("acknowledged without a completed sync")
+	}
+}
+
+// Self-monitoring: when the domain's DHT slot for Alice's address names
+// another key, Alice's node says so in its status.
+func TestSelfMonitoringAlert(t *testing.T) {
+	m := newNet(t, func(c *node.Config) { c.MonitorInterval = 200 * time.Millisecond })
+	alice := addUser(t, m, "alice", testnet.UserOptions{})
+	st, err := alice.Node().Backend().Status(context.Background())
+	if err != nil || len(st.Alerts) != 0 {
+		t.Fatalf("alerts before: %v %+v", err, st.Alerts)
+	}
+	now := time.Now()
+	mallory, err := address.NewIdentity("", alice.Email, address.NewIdentityOptions{Now: now.Add(-time.Hour)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	uid, _ := mallory.UserIDFor(alice.Email, now)
+	cert, err := address.Certify(mallory, uid, m.Domain, now.Add(-time.Minute), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	k, v, err := record.NewKey(mallory, 2, now, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Put(ctx, k, v); err != nil {
+		t.Fatal(err)
+	}
+	k, v, err = record.NewEmail(m.Domain, cert, alice.Email, uint64(now.UnixMilli()), now, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Put(ctx, k, v); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 30*time.Second, "an alert", func() bool {
+		st, err := alice.Node().Backend().Status(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, a := range st.Alerts {
+			if strings.Contains(a.Message, mallory.Fingerprint().String()) || a.Kind == "foreign-key" {
+				return true
+			}
+		}
+		return false
+	})
+}
+
+// Bob rotates his key; his domain has not re-certified yet, so the DHT
+// still binds his old key, revoked as superseded by the new one. Alice's
+// node follows the revocation and encrypts to the successor.
+func TestSendToRotatedContact(t *testing.T) {
+	m := newNet(t, nil)
+	alice := addUser(t, m, "alice", testnet.UserOptions{})
+	bob := addUser(t, m, "bob", testnet.UserOptions{})
+	old := bob.Key
+	now := time.Now()
+	next, rev, err := address.Rotate(old, now, address.NewIdentityOptions{Now: now.Add(-time.Minute)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := bob.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	bob.SetKey(next)
+	if err := bob.Start(ctx, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := bob.Publish(ctx); err != nil {
+		t.Fatal(err)
+	}
+	k, v, err := record.NewRev(old, rev, uint64(now.UnixMilli()), now, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Put(ctx, k, v); err != nil {
+		t.Fatal(err)
+	}
+	id := send(t, alice, bob, "to your new key")
+	if it := outboxItem(t, alice.Node(), id); it.Recipient != next.Fingerprint().String() {
+		t.Fatalf("encrypted to %s, want the successor %s", it.Recipient, next.Fingerprint())
+	}
+	eventually(t, 30*time.Second, "bob's inbox", func() bool { return len(inbox(t, bob.Node())) == 1 })
+}
+
+// Addresses that cannot be delivered to are refused at once, not queued
+// for five days.
+func TestSendRefusesImpossibleRecipients(t *testing.T) {
+	m := newNet(t, nil)
+	alice := addUser(t, m, "alice", testnet.UserOptions{})
+	ctx := context.Background()
+	raw, err := compose.Build(compose.Draft{From: alice.Email.String(), To: []string{"nobody@example.org"}, Subject: "x", Body: []byte("x\r\n")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := alice.Node().Send(ctx, raw, []string{"nobody@example.org", "someone@no-dsep.example", "not an address"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range res {
+		if q.Err == nil {
+			t.Errorf("%s was queued", q.To)
+		}
+	}
+	if c, _, _ := alice.Node().Queue().Counts(); c[queue.StatePending] != 0 {
+		t.Fatalf("queue: %v", c)
+	}
+	// Not from one's own address.
+	forged, _ := compose.Build(compose.Draft{From: "bob@example.org", To: []string{"alice@example.org"}, Subject: "x", Body: []byte("x\r\n")})
+	if _, err := alice.Node().Send(ctx, forged, []string{"alice@example.org"}); !errors.Is(err, node.ErrNotOwnAddress) {
+		t.Fatalf("forged From: %v", err)
 	}
 }

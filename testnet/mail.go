@@ -108,6 +108,9 @@ func NewMailNet(ctx context.Context, cfg MailConfig) (_ *MailNet, err error) {
 	return m, nil
 }
 
+// Put stores a record in the backbone.
+func (m *MailNet) Put(ctx context.Context, k string, v []byte) error { return m.put(ctx, k, v) }
+
 // put stores a record in the backbone.
 func (m *MailNet) put(ctx context.Context, k string, v []byte) error {
 	var err error
@@ -274,6 +277,15 @@ func (u *User) Stop(which ...int) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// SetKey replaces the user's identity (after a rotation) in the
+// configuration of every device; stopped devices start with it.
+func (u *User) SetKey(k *address.Key) {
+	u.Key = k
+	for i := range u.cfgs {
+		u.cfgs[i].Identity = k
+	}
 }
 
 // Dir is device i's state directory.
