@@ -2,11 +2,15 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/dsep-project/dsep/dht/record"
 	"github.com/dsep-project/dsep/testnet"
@@ -27,11 +31,14 @@ func (a *app) demoCommand() *cobra.Command {
 (alice, bob, carol, …) certified by it. Every step runs a real dsep command,
 printed as it runs. Then the bindings are verified against the DNS server,
 a forged key for bob is shown to fail, a DSEP network of six nodes starts,
-everyone publishes their records in it, and bob is looked up.
+everyone publishes their records in it, and bob is looked up. Then each
+user's node starts (dsep run, logging to <dir>/<user>/node.log), alice
+sends bob a message, and bob's node shows it verified.
 
 The demo identities have no passphrase: they are for trying DSEP out, not
-for mail. The DNS server and the network keep running until Ctrl-C, so you
-can run the printed commands yourself.`,
+for mail. The DNS server, the network and the nodes keep running until
+Ctrl-C, so you can run the printed commands yourself (dsep send, inbox,
+read, outbox, status).`,
 		Example: `  dsep demo
   dsep demo --dir /tmp/dsep-demo --users 3
   dsep demo --exit   # set up, verify, and stop`,
@@ -122,8 +129,8 @@ can run the printed commands yourself.`,
 			}
 
 			// The DSEP network: publish everyone's records, look bob up.
-			fmt.Fprintf(a.stdout, "(starting a DSEP network of %d nodes on loopback)\n", demoNodes)
-			net, err := testnet.New(cmd.Context(), testnet.Config{Nodes: demoNodes, Validator: record.NamespacedValidator(record.Validator{})})
+			fmt.Fprintf(a.stdout, "(starting a DSEP network of %d nodes on loopback)\n", demoNetSize)
+			net, err := testnet.New(cmd.Context(), testnet.Config{Nodes: demoNetSize, Validator: record.NamespacedValidator(record.Validator{})})
 			if err != nil {
 				return fail("", "starting the demo network: %v", err)
 			}
@@ -146,12 +153,37 @@ can run the printed commands yourself.`,
 				return err
 			}
 
-			fmt.Fprintf(a.stdout, "\nAll bindings verified against the DNS server on %s and found in the DSEP network.\n", dns.Addr())
+			fmt.Fprintf(a.stdout, "\nAll bindings verified against the DNS server on %s and found in the DSEP network.\n\n", dns.Addr())
+
+			// Every user's node runs; alice writes to bob.
+			nodes, err := d.startNodes(names[:users], boot)
+			defer nodes.stop()
+			if err != nil {
+				return err
+			}
+			bob := filepath.Join(dir, names[1])
+			if err := d.stepIn(demoLetter, "--data", alice, "send", "--to", "bob@example.org", "--subject", "Hello from the DSEP demo"); err != nil {
+				return err
+			}
+			id, err := d.waitInbox(cmd.Context(), bob, "Hello from the DSEP demo")
+			if err != nil {
+				return err
+			}
+			if err := d.step("", "--data", bob, "inbox"); err != nil {
+				return err
+			}
+			if err := d.step("", "--data", bob, "read", id[:12]); err != nil {
+				return err
+			}
+			fmt.Fprintln(a.stdout, "Mail from alice reached bob's node, signed, encrypted and verified.")
 			if exit {
 				return nil
 			}
-			fmt.Fprintf(a.stdout, "Both keep running until Ctrl-C; try:\n  dsep lookup carol@example.org --bootstrap %s --dns %s\n  dsep --data %s verify bob@example.org --key %s --domain-key %s --dns %s\n  dsep --data %s contacts list\n",
-				boot, dns.Addr(), alice, filepath.Join(dir, "bob-certified.asc"), domKey, dns.Addr(), alice)
+			fmt.Fprintf(a.stdout, "\nThe DNS server, the network and the users' nodes keep running until Ctrl-C; try:\n"+
+				"  echo 'Hi!' | dsep --data %s send --to carol@example.org --subject Hi\n"+
+				"  dsep --data %s inbox\n  dsep --data %s status\n  dsep --data %s outbox\n"+
+				"  dsep lookup carol@example.org --bootstrap %s --dns %s\n",
+				bob, filepath.Join(dir, names[2%users]), alice, bob, boot, dns.Addr())
 			<-cmd.Context().Done()
 			fmt.Fprintln(a.stdout, "\nstopped; the demo files stay in", dir)
 			return nil
@@ -161,6 +193,106 @@ can run the printed commands yourself.`,
 	c.Flags().IntVar(&users, "users", 3, "number of users")
 	c.Flags().BoolVar(&exit, "exit", false, "stop after the demo instead of serving DNS until Ctrl-C")
 	return c
+}
+
+// demoLetter is what alice writes to bob in the demo.
+const demoLetter = "Hi Bob,\n\nthis came to your node straight from mine: signed with my key,\nencrypted to yours, paid for with a stamp.\n\nAlice\n"
+
+// demoNodes runs `dsep run` for each user, as child processes.
+type demoNodes struct {
+	out  io.Writer
+	cmds []*exec.Cmd
+}
+
+// startNodes starts a node per user and waits until each has published
+// its records.
+func (d *demo) startNodes(users []string, boot string) (*demoNodes, error) {
+	dn := &demoNodes{out: d.a.stdout}
+	self := os.Args[0]
+	for _, u := range users {
+		data := filepath.Join(d.dir, u)
+		args := []string{"--data", data, "run", "--bootstrap", boot, "--dns", d.dns, "--listen", "/ip4/127.0.0.1/tcp/0"}
+		fmt.Fprintf(d.a.stdout, "$ dsep %s &   # log in %s\n", strings.Join(args, " "), filepath.Join(data, "node.log"))
+		logf, err := os.OpenFile(filepath.Join(data, "node.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+		if err != nil {
+			return dn, err
+		}
+		cmd := exec.Command(self, args...)
+		cmd.Stdout, cmd.Stderr = logf, logf
+		cmd.Env = append(os.Environ(), "DSEP_PASSPHRASE=")
+		err = cmd.Start()
+		logf.Close()
+		if err != nil {
+			return dn, fail("", "starting the node of %s: %v", u, err)
+		}
+		dn.cmds = append(dn.cmds, cmd)
+	}
+	for _, u := range users {
+		if err := d.waitReady(filepath.Join(d.dir, u)); err != nil {
+			return dn, err
+		}
+	}
+	fmt.Fprintln(d.a.stdout)
+	return dn, nil
+}
+
+// waitReady waits until the node of data answers and has republished.
+func (d *demo) waitReady(data string) error {
+	deadline := time.Now().Add(time.Minute)
+	for {
+		var buf bytes.Buffer
+		if run([]string{"--data", data, "status", "--json"}, strings.NewReader(""), &buf, io.Discard) == 0 {
+			var st struct {
+				DHT struct {
+					Republished int `json:"republished"`
+				} `json:"dht"`
+			}
+			if json.Unmarshal(buf.Bytes(), &st) == nil && st.DHT.Republished > 0 {
+				return nil
+			}
+		}
+		if time.Now().After(deadline) {
+			return fail("see "+filepath.Join(data, "node.log"), "the node of %s did not come up", data)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// waitInbox waits for a message with subject in data's inbox and returns
+// its ID.
+func (d *demo) waitInbox(ctx context.Context, data, subject string) (string, error) {
+	deadline := time.Now().Add(time.Minute)
+	for ctx.Err() == nil {
+		var buf bytes.Buffer
+		if run([]string{"--data", data, "inbox", "--json"}, strings.NewReader(""), &buf, io.Discard) == 0 {
+			var list []struct {
+				ID      string `json:"id"`
+				Subject string `json:"subject"`
+			}
+			if json.Unmarshal(buf.Bytes(), &list) == nil {
+				for _, m := range list {
+					if m.Subject == subject {
+						return m.ID, nil
+					}
+				}
+			}
+		}
+		if time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return "", fail("see the node.log files in "+d.dir, "the demo message did not arrive")
+}
+
+// stop interrupts every node and waits for it.
+func (dn *demoNodes) stop() {
+	for _, c := range dn.cmds {
+		_ = c.Process.Signal(os.Interrupt)
+	}
+	for _, c := range dn.cmds {
+		_ = c.Wait()
+	}
 }
 
 type demo struct {
@@ -189,6 +321,16 @@ func (d *demo) step(out string, args ...string) error {
 		if err := writeFileAtomic(out, buf.Bytes()); err != nil {
 			return err
 		}
+	}
+	fmt.Fprintln(d.a.stdout)
+	return nil
+}
+
+// stepIn is step with stdin, shown as "<<< text".
+func (d *demo) stepIn(stdin string, args ...string) error {
+	fmt.Fprintf(d.a.stdout, "$ dsep %s <<EOF\n%sEOF\n", strings.Join(quoteArgs(args), " "), stdin)
+	if code := run(args, strings.NewReader(stdin), d.a.stdout, d.a.stdout); code != 0 {
+		return &exitError{code: code, msg: "demo step failed: dsep " + strings.Join(args, " ")}
 	}
 	fmt.Fprintln(d.a.stdout)
 	return nil
@@ -223,8 +365,8 @@ func quoteArgs(args []string) []string {
 	return out
 }
 
-// demoNodes is the size of the demo's DSEP network.
-const demoNodes = 6
+// demoNetSize is the size of the demo's DSEP network.
+const demoNetSize = 6
 
 // loopbackAddr returns h's loopback TCP address with its peer ID, to
 // bootstrap from.
