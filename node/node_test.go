@@ -557,3 +557,31 @@ func TestSendRefusesImpossibleRecipients(t *testing.T) {
 		t.Fatalf("forged From: %v", err)
 	}
 }
+
+// A message nobody takes before its lifetime ends comes back as a bounce
+// in the sender's inbox.
+func TestBounceAfterLifetime(t *testing.T) {
+	m := newNet(t, func(c *node.Config) { c.Lifetime = 1500 * time.Millisecond })
+	alice := addUser(t, m, "alice", testnet.UserOptions{})
+	bob := addUser(t, m, "bob", testnet.UserOptions{})
+	if err := bob.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	id := send(t, alice, bob, "never read")
+	eventually(t, 30*time.Second, "the bounce", func() bool {
+		for _, s := range inbox(t, alice.Node()) {
+			if s.Subject == "Undelivered: never read" {
+				return true
+			}
+		}
+		return false
+	})
+	if it := outboxItem(t, alice.Node(), id); it.State != queue.StateBounced {
+		t.Fatalf("item: %s", it.State)
+	}
+	l := inbox(t, alice.Node())
+	msg, err := alice.Node().Backend().Message(context.Background(), l[0].ID, false)
+	if err != nil || !bytes.Contains(msg.Body, []byte("could not be delivered to bob@example.org")) {
+		t.Fatalf("bounce: %v %s", err, msg.Body)
+	}
+}
