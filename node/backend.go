@@ -237,8 +237,12 @@ func (b *backend) Outbox(ctx context.Context) ([]control.OutboxEntry, error) {
 			t := it.Receipt
 			e.Receipt = &t
 		}
-		if it.State == queue.StatePending && it.LastError != "" {
-			e.Delegates = append(e.Delegates, control.DelegateStatus{Status: "resolving", Attempts: it.Attempts, NextTry: it.NextTry, LastError: it.LastError})
+		switch {
+		case it.State != queue.StatePending:
+		case !it.Sealed || len(it.Delegates) == 0:
+			e.Delegates = append(e.Delegates, control.DelegateStatus{Status: "resolving the recipient", Attempts: it.Attempts, NextTry: it.NextTry, LastError: it.LastError})
+		case len(it.Proof) == 0:
+			e.Delegates = append(e.Delegates, control.DelegateStatus{Status: "minting a stamp", Attempts: it.Attempts, LastError: it.LastError})
 		}
 		for _, d := range it.Delegates {
 			e.Delegates = append(e.Delegates, control.DelegateStatus{Peer: d.Peer, Role: d.Role, Status: d.State, Attempts: d.Attempts, NextTry: d.NextTry, LastError: d.LastError, DeliveredAt: d.DeliveredAt})
