@@ -191,6 +191,10 @@ func (k *Key) Check(now time.Time) error {
 // signature it carries. User IDs are written in sorted order so the output
 // is deterministic.
 func (k *Key) Serialize(w io.Writer) error {
+	// go-crypto's Signature.Serialize caches its encoding inside the
+	// signature: serialising is a write.
+	k.mu.Lock()
+	defer k.mu.Unlock()
 	e := k.e
 	if err := e.PrimaryKey.Serialize(w); err != nil {
 		return err

@@ -32,7 +32,8 @@ const writeBuffer = 64 << 10
 // response has an all-zero ID) or when the receiver hung up, ErrIDMismatch
 // when a response names another message ID than the envelope's (that
 // response is not returned), or the stream or ctx error. The unanswered
-// envelopes were not processed and may be sent again.
+// envelopes are not delivered: send them again later (one the receiver
+// stored before the stream broke is then answered duplicate).
 //
 // A response counts as an acknowledgement only if its Status is stored or
 // duplicate; Send has checked that its ID is the envelope's
@@ -94,7 +95,7 @@ func pipeline[T any](ctx context.Context, s network.Stream, n int, write func(io
 
 	wdone := make(chan error, 1)
 	go func() {
-		bw := bufio.NewWriterSize(&flushEach{s}, writeBuffer)
+		bw := bufio.NewWriterSize(s, writeBuffer)
 		err := write(bw)
 		if err == nil {
 			err = bw.Flush()
@@ -151,9 +152,3 @@ func pipeline[T any](ctx context.Context, s network.Stream, n int, write func(io
 	}
 	return out, rerr
 }
-
-// flushEach hides the stream's ReadFrom (if any) from bufio so every
-// write goes through the buffer.
-type flushEach struct{ w io.Writer }
-
-func (f *flushEach) Write(p []byte) (int, error) { return f.w.Write(p) }

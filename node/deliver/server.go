@@ -65,6 +65,9 @@ const minReadRate = 64 << 10
 // while the server reads the next one.
 const acceptDepth = 16
 
+// responseBatch is the most bytes of responses written at once.
+const responseBatch = 16 << 10
+
 // busyRetry is the retry delay sent when the server is over its memory
 // budget or a peer has too many streams open.
 const busyRetry = 5 * time.Second
@@ -77,7 +80,7 @@ const (
 	reasonRateLimit = "too many envelopes from your node; slow down and send again later"
 	reasonStreams   = "too many streams open from your node; send again later"
 	reasonBusy      = "the receiving node is busy; send again later"
-	reasonFailure   = "the receiving node could not store the envelope; send it again later"
+	reasonFailure   = "the receiving node failed to take the envelope; send it again later"
 	reasonShutdown  = "the receiving node is shutting down; send again later"
 )
 
@@ -262,9 +265,11 @@ func (s *Server) serve(ctx context.Context, c conn, remote peer.ID) {
 	}
 }
 
-// respond writes the response of every slot of queue, in order, each as
-// soon as it is ready. After a write failure it stops the reader and keeps
-// draining, so no producer blocks.
+// respond writes the response of every slot of queue, in order, each once
+// it is ready. Responses ready together go out in one write: the buffer is
+// written whenever the next response is not ready yet (or it is full).
+// After a write failure respond stops the reader and keeps draining, so
+// no producer blocks.
 func (s *Server) respond(c conn, remote peer.ID, queue <-chan slot) (err error) {
 	defer func() {
 		if p := recover(); p != nil {
@@ -276,19 +281,46 @@ func (s *Server) respond(c conn, remote peer.ID, queue <-chan slot) (err error) 
 			}
 		}
 	}()
-	buf := make([]byte, 0, responseFixed+MaxReason)
-	for sl := range queue {
-		r := <-sl
-		if err != nil {
-			continue
+	var buf []byte
+	flush := func() {
+		if err != nil || len(buf) == 0 {
+			buf = buf[:0]
+			return
 		}
-		buf = appendResponse(buf[:0], r)
 		c.SetWriteDeadline(s.now().Add(s.cfg.ReadTimeout))
 		if _, err = c.Write(buf); err != nil {
-			s.log.Debug("writing a deliver response", "peer", remote.String(), "err", err)
+			s.log.Debug("writing deliver responses", "peer", remote.String(), "err", err)
 			c.CloseRead()
 		}
+		buf = buf[:0]
 	}
+	for {
+		var sl slot
+		var ok bool
+		select {
+		case sl, ok = <-queue:
+		default:
+			flush()
+			sl, ok = <-queue
+		}
+		if !ok {
+			break
+		}
+		var r Response
+		select {
+		case r = <-sl:
+		default:
+			flush()
+			r = <-sl
+		}
+		if err == nil {
+			buf = appendResponse(buf, r)
+			if len(buf) >= responseBatch {
+				flush()
+			}
+		}
+	}
+	flush()
 	return err
 }
 
@@ -340,8 +372,9 @@ func (s *Server) next(ctx context.Context, c conn, remote peer.ID, accepts *sync
 			r.Reason = fmt.Sprintf("envelope too large: this node accepts payloads of at most %d bytes", s.cfg.MaxPayload)
 		case errors.Is(err, envelope.ErrVersion):
 			r.Reason = fmt.Sprintf("unsupported envelope version %d: this node speaks version %d", h.Version, envelope.Version)
-		case tr.err != nil && tr.err != io.EOF:
-			// Not the sender's format but the transport: a timeout, a reset.
+		case tr.err != nil:
+			// Not the format but the stream: it ended, timed out or broke
+			// inside the header.
 			r = Response{Status: StatusRetry, Reason: reasonCutShort}
 		}
 		s.log.Debug("deliver header refused", "peer", remote.String(), "err", err)

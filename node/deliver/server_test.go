@@ -283,7 +283,7 @@ func TestTruncated(t *testing.T) {
 				if err != nil {
 					break
 				}
-				if r.Status.Delivered() || r.ID != zeroID {
+				if r.Status != StatusRetry || r.ID != zeroID || r.Reason != reasonCutShort {
 					t.Fatalf("a cut envelope was answered %+v", r)
 				}
 			}
@@ -291,6 +291,69 @@ func TestTruncated(t *testing.T) {
 				t.Fatalf("Accept called %d times for a cut envelope", accepted)
 			}
 		})
+	}
+}
+
+// A malformed header is rejected, with the zero ID, and ends the stream.
+func TestBadHeaders(t *testing.T) {
+	from, to := pair(t)
+	pol := &policy{}
+	newTestServer(t, to, ServerConfig{Policy: pol})
+	good := append(header(t, "p", 2), "hi"...)
+	for _, tt := range []struct {
+		name   string
+		in     []byte
+		reason string
+	}{
+		{"version 2", append([]byte{2}, good[1:]...), "unsupported envelope version 2: this node speaks version 1"},
+		{"unknown kind", append([]byte{1, 7}, good[2:]...), reasonMalformed},
+		{"empty proof", []byte{1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 'x'}, reasonMalformed},
+		{"empty payload", []byte{1, 1, 0, 1, 'p', 0, 0, 0, 0, 0, 0, 0, 0}, reasonMalformed},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			s := rawStream(t, from, to.ID())
+			if _, err := s.Write(append(append([]byte{}, good...), tt.in...)); err != nil {
+				t.Fatal(err)
+			}
+			// The good envelope first (stored by the first subtest).
+			if r, err := readResponse(s); err != nil || !r.Status.Delivered() || r.ID != envelope.IDOf([]byte("hi")) {
+				t.Fatalf("response to the good envelope: %+v, %v", r, err)
+			}
+			want := Response{Status: StatusRejected, Reason: tt.reason}
+			if r, err := readResponse(s); err != nil || r != want {
+				t.Fatalf("response to the bad header: %+v, %v; want %+v", r, err, want)
+			}
+			if _, err := readResponse(s); err != io.EOF {
+				t.Fatalf("after the refusal: %v, want end of stream", err)
+			}
+		})
+	}
+	if admitted, _ := pol.counts(t); admitted != 4 {
+		t.Fatalf("Admit called %d times, want 4 (only for the good envelopes)", admitted)
+	}
+}
+
+// A sender that stalls inside an envelope is cut off after the read
+// timeout, answered retry, and its envelope never reaches Accept.
+func TestSlowSender(t *testing.T) {
+	from, to := pair(t)
+	pol := &policy{}
+	newTestServer(t, to, ServerConfig{Policy: pol, ReadTimeout: 100 * time.Millisecond})
+	for _, cut := range []int{3, 30} { // in the header, in the payload
+		s := rawStream(t, from, to.ID())
+		if _, err := s.Write(append(header(t, "p", 100), make([]byte, 10)...)[:cut]); err != nil {
+			t.Fatal(err)
+		}
+		r, err := readResponse(s)
+		if err != nil || r != (Response{Status: StatusRetry, Reason: reasonCutShort}) {
+			t.Fatalf("stalled at byte %d: %+v, %v", cut, r, err)
+		}
+		if _, err := readResponse(s); err != io.EOF {
+			t.Fatalf("after the timeout: %v, want end of stream", err)
+		}
+	}
+	if _, accepted := pol.counts(t); accepted != 0 {
+		t.Fatalf("Accept called %d times", accepted)
 	}
 }
 
