@@ -41,7 +41,7 @@ const (
 	Revoked = control.VerifyRevoked
 	// Unchecked: validly signed, but the binding could not be checked now
 	// (DNS or DHT failure).
-	Unchecked = "unchecked"
+	Unchecked = control.VerifyUnchecked
 )
 
 // inbound is a stored envelope waiting to be processed.

@@ -13,6 +13,7 @@ import (
 	"github.com/dsep-project/dsep/dht"
 	"github.com/dsep-project/dsep/dht/record"
 	"github.com/dsep-project/dsep/node/compose"
+	"github.com/dsep-project/dsep/node/control"
 	"github.com/dsep-project/dsep/node/deliver"
 	"github.com/dsep-project/dsep/node/envelope"
 	"github.com/dsep-project/dsep/node/message"
@@ -62,7 +63,7 @@ func (n *Node) Send(ctx context.Context, mail []byte, to []string) ([]Queued, er
 	meta.Received = now
 	meta.Size = int64(len(mail))
 	meta.Flags = []string{`\Seen`}
-	meta.Verification = store.Verification{Status: "sent", Signer: n.fpr.String()}
+	meta.Verification = store.Verification{Status: control.VerifySent, Signer: n.fpr.String()}
 	var out []Queued
 	for _, rcpt := range to {
 		q := Queued{To: rcpt}
@@ -743,7 +744,7 @@ func (n *Node) bounce(ctx context.Context, it *queue.Item, why string) {
 	meta.Direction = "bounce"
 	meta.Received = now
 	meta.Size = int64(len(raw))
-	meta.Verification = store.Verification{Status: "local", Detail: "a delivery failure notice from this node"}
+	meta.Verification = store.Verification{Status: control.VerifyLocal, Detail: "a delivery failure notice from this node"}
 	if _, err := n.store.Deliver(ctx, meta, raw); err != nil {
 		n.log.Error("filing a bounce", "err", err)
 		return

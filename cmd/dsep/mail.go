@@ -284,6 +284,10 @@ func verifyMark(s *control.Summary) string {
 		return "~ via gateway"
 	case control.VerifySent:
 		return "→ sent"
+	case control.VerifyUnchecked:
+		return "? not checked"
+	case control.VerifyLocal:
+		return "· from this node"
 	case "":
 		return "? not checked"
 	}

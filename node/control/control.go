@@ -208,6 +208,11 @@ const (
 	VerifyGateway = "gateway"
 	// VerifySent: a message this node sent (nothing to verify).
 	VerifySent = "sent"
+	// VerifyUnchecked: validly signed, but the sender's binding could not
+	// be checked when it arrived (DNS or the DHT failed).
+	VerifyUnchecked = "unchecked"
+	// VerifyLocal: written by this node itself (a bounce).
+	VerifyLocal = "local"
 )
 
 // Verification is what the node found when it checked a message.
