@@ -280,17 +280,25 @@ func (q *Queue) Add(ctx context.Context, it *Item, data []byte) error {
 func (q *Queue) Get(id envelope.ID) (*Item, error) {
 	var it *Item
 	err := q.st.DB().View(func(txn *badger.Txn) error {
-		e, err := txn.Get(itemKey(id))
-		if errors.Is(err, badger.ErrKeyNotFound) {
-			return ErrNotFound
-		}
-		if err != nil {
-			return err
-		}
-		return e.Value(func(v []byte) error {
-			it, err = DecodeItem(v)
-			return err
-		})
+		var err error
+		it, err = getItem(txn, id)
+		return err
+	})
+	return it, err
+}
+
+func getItem(txn *badger.Txn, id envelope.ID) (*Item, error) {
+	e, err := txn.Get(itemKey(id))
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return nil, ErrNotFound
+	}
+	if err != nil {
+		return nil, err
+	}
+	var it *Item
+	err = e.Value(func(v []byte) error {
+		it, err = DecodeItem(v)
+		return err
 	})
 	return it, err
 }
@@ -319,34 +327,14 @@ func (q *Queue) Bytes(id envelope.ID) ([]byte, error) {
 // error to abort. When the item's bytes change (sealing replaces the mail
 // by the payload, under a new ID), use Rekey.
 func (q *Queue) Update(ctx context.Context, id envelope.ID, change func(it *Item) error) (*Item, error) {
-	var out *Item
-	for attempt := 0; ; attempt++ {
-		err := q.st.Durable(ctx, func(txn *badger.Txn) error {
-			e, err := txn.Get(itemKey(id))
-			if errors.Is(err, badger.ErrKeyNotFound) {
-				return ErrNotFound
-			}
-			if err != nil {
-				return err
-			}
-			var it *Item
-			if err := e.Value(func(v []byte) error {
-				it, err = DecodeItem(v)
-				return err
-			}); err != nil {
-				return err
-			}
-			if err := change(it); err != nil {
-				return err
-			}
-			out = it
-			return putItem(txn, it)
-		})
-		if errors.Is(err, badger.ErrConflict) && attempt < 10 {
-			continue
-		}
-		return out, err
+	items, err := q.UpdateMany(ctx, []envelope.ID{id}, change)
+	if err != nil {
+		return nil, err
 	}
+	if len(items) == 0 {
+		return nil, ErrNotFound
+	}
+	return items[0], nil
 }
 
 // UpdateMany applies change to each of the stored items ids in one
@@ -357,18 +345,11 @@ func (q *Queue) UpdateMany(ctx context.Context, ids []envelope.ID, change func(i
 		var out []*Item
 		err := q.st.Durable(ctx, func(txn *badger.Txn) error {
 			for _, id := range ids {
-				e, err := txn.Get(itemKey(id))
-				if errors.Is(err, badger.ErrKeyNotFound) {
+				it, err := getItem(txn, id)
+				if errors.Is(err, ErrNotFound) {
 					continue
 				}
 				if err != nil {
-					return err
-				}
-				var it *Item
-				if err := e.Value(func(v []byte) error {
-					it, err = DecodeItem(v)
-					return err
-				}); err != nil {
 					return err
 				}
 				if err := change(it); err != nil {
@@ -537,19 +518,11 @@ func (q *Queue) scanPending(f func(it *Item) bool) error {
 				continue
 			}
 			copy(id[:], k[len(prefixWork):])
-			e, err := txn.Get(itemKey(id))
-			if errors.Is(err, badger.ErrKeyNotFound) {
+			it, err := getItem(txn, id)
+			if errors.Is(err, ErrNotFound) {
 				continue
 			}
 			if err != nil {
-				return err
-			}
-			var it *Item
-			if err := e.Value(func(v []byte) error {
-				var err error
-				it, err = DecodeItem(v)
-				return err
-			}); err != nil {
 				return err
 			}
 			if !f(it) {
