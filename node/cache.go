@@ -98,12 +98,16 @@ func (n *Node) resolveEmail(ctx context.Context, e address.Email) (*dht.Resoluti
 	return res, err
 }
 
-// parsedKey parses a key kept as bytes (a queue item's recipient key),
-// reusing the parse for the same bytes.
-func (n *Node) parsedKey(f string, b []byte) (*address.Key, error) {
+// recipientKey returns the key a queued message was encrypted to, parsed
+// once per recipient.
+func (n *Node) recipientKey(f string) (*address.Key, error) {
 	k := "p:" + f
-	if e, ok := n.cache.get(k); ok && e.key != nil && e.key.Fingerprint().String() == f {
+	if e, ok := n.cache.get(k); ok {
 		return e.key, nil
+	}
+	b, err := n.queue.RecipientKey(f)
+	if err != nil {
+		return nil, err
 	}
 	key, err := address.ReadKey(bytes.NewReader(b))
 	if err != nil {

@@ -51,6 +51,10 @@ const (
 	DefaultDeliverTimeout = 2 * time.Minute
 )
 
+// receiptRateFactor scales the per-peer envelope limits into the receipt
+// limits.
+const receiptRateFactor = 20
+
 // Record is a DHT record the node keeps published (verbatim bytes).
 type Record struct {
 	Key   string
@@ -308,7 +312,22 @@ func New(ctx context.Context, cfg Config) (_ *Node, err error) {
 	if err != nil {
 		return nil, err
 	}
-	n.receipts, err = deliver.NewReceiptServer(n.host, n.acceptReceipt, deliver.ReceiptConfig{Logger: cfg.Logger.With("part", "receipt")})
+	// Receipts answer mail this node sent: a peer that takes N messages a
+	// second sends back N receipts. They cost a lookup in the queue (an
+	// unknown one is refused before any signature check), so their limit
+	// is a multiple of the envelopes'.
+	rate, burst := cfg.PeerRate, cfg.PeerBurst
+	if rate == 0 {
+		rate = deliver.DefaultPeerRate
+	}
+	if burst == 0 {
+		burst = deliver.DefaultPeerBurst
+	}
+	n.receipts, err = deliver.NewReceiptServer(n.host, n.acceptReceipt, deliver.ReceiptConfig{
+		PeerRate:  rate * receiptRateFactor,
+		PeerBurst: burst * receiptRateFactor,
+		Logger:    cfg.Logger.With("part", "receipt"),
+	})
 	if err != nil {
 		return nil, err
 	}

@@ -326,6 +326,10 @@ func (n *Node) deliveryLoop(ctx context.Context) {
 					n.sendBatch(ctx, p, items)
 				}(p, batch)
 			}
+			// Left for a free stream: back on the schedule.
+			for _, it := range items {
+				n.queue.reschedule(it.ID)
+			}
 		}
 		wait := time.Second
 		if !next.IsZero() {
@@ -378,10 +382,15 @@ func (n *Node) hold(id envelope.ID) {
 
 func (n *Node) release(id envelope.ID) {
 	n.mu.Lock()
-	if n.inflight[id]--; n.inflight[id] <= 0 {
+	n.inflight[id]--
+	last := n.inflight[id] <= 0
+	if last {
 		delete(n.inflight, id)
 	}
 	n.mu.Unlock()
+	if last {
+		n.queue.reschedule(id)
+	}
 	n.kick()
 }
 
@@ -670,11 +679,6 @@ func (n *Node) record(ctx context.Context, p peer.ID, results map[envelope.ID]ou
 		if it.State == queue.StateFailed && it.Kind == queue.KindMessage {
 			n.bounce(ctx, it, "every delegate refused it")
 		}
-		if it.State != queue.StatePending {
-			if err := n.queue.DropBytes(context.WithoutCancel(ctx), it.ID); err != nil {
-				n.log.Warn("dropping a delivered payload", "err", err)
-			}
-		}
 	}
 }
 
@@ -715,7 +719,6 @@ func (n *Node) expire(ctx context.Context, it *queue.Item) {
 		}
 		n.bounce(ctx, it2, "its lifetime ended: "+why)
 	}
-	_ = n.queue.DropBytes(ctx, it.ID)
 }
 
 // bounce files a delivery failure notice in the sender's own INBOX.

@@ -72,7 +72,7 @@ func (n *Node) acceptReceipt(ctx context.Context, remote peer.ID, b []byte) erro
 	if err != nil {
 		return &deliver.Refusal{Status: deliver.StatusRetry, Reason: "temporary failure", RetryAfter: time.Minute}
 	}
-	key, err := n.parsedKey(it.Recipient, it.RecipientKey)
+	key, err := n.recipientKey(it.Recipient)
 	if err != nil {
 		return &deliver.Refusal{Status: deliver.StatusRejected, Reason: "no such message"}
 	}

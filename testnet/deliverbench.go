@@ -89,8 +89,8 @@ type DeliverResult struct {
 // `dsep stamp bench` for that). Every message goes alice's queue →
 // /dsep/deliver stream → bob's durable store → ack → decryption,
 // signature, recipient and binding checks, indexing → a signed receipt
-// back to alice. Messages are counted when bob files them. Bob's per-peer
-// rate limit is lifted: alice is his only sender.
+// back to alice. Messages are counted when bob files them. The per-peer
+// rate limits are lifted: each node has one peer.
 func RunDeliverBench(ctx context.Context, cfg DeliverBench, progress func(sent, filed int)) (_ *DeliverResult, err error) {
 	if cfg.Nodes == 0 {
 		cfg.Nodes = 2
@@ -151,7 +151,11 @@ func RunDeliverBench(ctx context.Context, cfg DeliverBench, progress func(sent, 
 		mu.Unlock()
 	}
 
-	m, err := NewMailNet(ctx, MailConfig{Dir: cfg.Dir, Backbone: 2})
+	m, err := NewMailNet(ctx, MailConfig{Dir: cfg.Dir, Backbone: 2, Node: func(c *node.Config) {
+		// One peer is the whole load here: lift the per-peer limits
+		// (default 50 envelopes/s) that would otherwise be measured.
+		c.PeerRate, c.PeerBurst = 1e5, 1e5
+	}})
 	if err != nil {
 		return nil, err
 	}
@@ -160,12 +164,7 @@ func RunDeliverBench(ctx context.Context, cfg DeliverBench, progress func(sent, 
 	if err != nil {
 		return nil, err
 	}
-	bob, err := m.AddUser(ctx, "bob", UserOptions{Node: func(c *node.Config) {
-		c.OnFiled = onFiled
-		// One sender is the whole load here: lift the per-peer limit
-		// (default 50 envelopes/s) that would otherwise be measured.
-		c.PeerRate, c.PeerBurst = 1e5, 1e5
-	}})
+	bob, err := m.AddUser(ctx, "bob", UserOptions{Node: func(c *node.Config) { c.OnFiled = onFiled }})
 	if err != nil {
 		return nil, err
 	}

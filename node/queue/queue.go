@@ -20,6 +20,7 @@
 //	           value-log GC cannot undo
 //	q/w/<id>   present while the item is pending: the scheduler reads
 //	           only these, so finished items cost nothing
+//	q/k/<fpr>  a recipient's public key (binary), shared by its items
 package queue
 
 import (
@@ -94,8 +95,9 @@ type Item struct {
 	// Recipient is the recipient's primary fingerprint (hex), once known.
 	Recipient string `json:"recipient,omitempty"`
 	// RecipientKey is the recipient's public key (binary), kept to verify
-	// its receipt without a lookup.
-	RecipientKey []byte `json:"recipient_key,omitempty"`
+	// its receipt without a lookup. Add stores it once per recipient
+	// (q/k/), not in the item; read it back with Queue.RecipientKey.
+	RecipientKey []byte `json:"-"`
 	// Sealed says the bytes under q/p/ are the payload (else the mail).
 	Sealed bool `json:"sealed"`
 	// ProofKind and Proof are the envelope's proof once made.
@@ -145,6 +147,28 @@ func (it *Item) Due(now time.Time) (bool, time.Time) {
 		}
 	}
 	return false, next
+}
+
+// When returns the earliest time the item has work to do (zero for a
+// finished item): its lifetime's end, the next try of an item-level step,
+// or the next try of a pending delegate.
+func (it *Item) When() time.Time {
+	if it.State != StatePending {
+		return time.Time{}
+	}
+	at := it.Expires
+	if !it.Ready() {
+		if it.NextTry.Before(at) {
+			at = it.NextTry
+		}
+		return at
+	}
+	for _, d := range it.Delegates {
+		if d.State == StatePending && d.NextTry.Before(at) {
+			at = d.NextTry
+		}
+	}
+	return at
 }
 
 // Ready reports whether the item is prepared for delivery: sealed, its
@@ -253,7 +277,30 @@ func putItem(txn *badger.Txn, it *Item) error {
 	if it.State == StatePending {
 		return txn.Set(workKey(it.ID), nil)
 	}
+	// Finished: the bytes go in the same transaction.
+	if err := store.Erase(txn, bytesKey(it.ID)); err != nil {
+		return err
+	}
 	return txn.Delete(workKey(it.ID))
+}
+
+func recipientKeyKey(fpr string) []byte { return append([]byte("q/k/"), fpr...) }
+
+// RecipientKey returns the public key kept for the recipient fpr (hex).
+func (q *Queue) RecipientKey(fpr string) ([]byte, error) {
+	var b []byte
+	err := q.st.DB().View(func(txn *badger.Txn) error {
+		e, err := txn.Get(recipientKeyKey(fpr))
+		if errors.Is(err, badger.ErrKeyNotFound) {
+			return ErrNotFound
+		}
+		if err != nil {
+			return err
+		}
+		b, err = e.ValueCopy(nil)
+		return err
+	})
+	return b, err
 }
 
 // Add stores a new item with its bytes (payload or mail, not empty),
@@ -271,6 +318,11 @@ func (q *Queue) Add(ctx context.Context, it *Item, data []byte) error {
 		}
 		if err := putItem(txn, it); err != nil {
 			return err
+		}
+		if len(it.RecipientKey) > 0 && it.Recipient != "" {
+			if err := txn.Set(recipientKeyKey(it.Recipient), it.RecipientKey); err != nil {
+				return err
+			}
 		}
 		return txn.Set(bytesKey(it.ID), data)
 	})
@@ -386,11 +438,17 @@ func (q *Queue) Rekey(ctx context.Context, old envelope.ID, it *Item, data []byt
 		if err := putItem(txn, it); err != nil {
 			return err
 		}
+		if len(it.RecipientKey) > 0 && it.Recipient != "" {
+			if err := txn.Set(recipientKeyKey(it.Recipient), it.RecipientKey); err != nil {
+				return err
+			}
+		}
 		return txn.Set(bytesKey(it.ID), data)
 	})
 }
 
-// DropBytes deletes the bytes of a finished item (the item stays for the
+// DropBytes deletes the bytes of an item (writing a finished item drops
+// them too, in the same transaction; the item itself stays for the
 // outbox listing and for matching receipts).
 func (q *Queue) DropBytes(ctx context.Context, id envelope.ID) error {
 	return q.st.Durable(ctx, func(txn *badger.Txn) error {
