@@ -21,6 +21,9 @@
 //	q/w/<id>   present while the item is pending: the scheduler reads
 //	           only these, so finished items cost nothing
 //	q/k/<fpr>  a recipient's public key (binary), shared by its items
+//
+// Items and bytes are removed with store.Erase (an empty value), which
+// badger's value-log GC cannot undo.
 package queue
 
 import (
@@ -341,8 +344,8 @@ func (q *Queue) Get(id envelope.ID) (*Item, error) {
 
 func getItem(txn *badger.Txn, id envelope.ID) (*Item, error) {
 	e, err := txn.Get(itemKey(id))
-	if errors.Is(err, badger.ErrKeyNotFound) {
-		return nil, ErrNotFound
+	if errors.Is(err, badger.ErrKeyNotFound) || (err == nil && e.ValueSize() == 0) {
+		return nil, ErrNotFound // never written, or erased
 	}
 	if err != nil {
 		return nil, err
@@ -426,7 +429,7 @@ func (q *Queue) UpdateMany(ctx context.Context, ids []envelope.ID, change func(i
 // payload whose hash is the message ID.
 func (q *Queue) Rekey(ctx context.Context, old envelope.ID, it *Item, data []byte) error {
 	return q.st.Durable(ctx, func(txn *badger.Txn) error {
-		if err := txn.Delete(itemKey(old)); err != nil {
+		if err := store.Erase(txn, itemKey(old)); err != nil {
 			return err
 		}
 		if err := txn.Delete(workKey(old)); err != nil {
@@ -459,7 +462,7 @@ func (q *Queue) DropBytes(ctx context.Context, id envelope.ID) error {
 // Remove deletes an item and its bytes.
 func (q *Queue) Remove(ctx context.Context, id envelope.ID) error {
 	return q.st.Durable(ctx, func(txn *badger.Txn) error {
-		if err := txn.Delete(itemKey(id)); err != nil {
+		if err := store.Erase(txn, itemKey(id)); err != nil {
 			return err
 		}
 		if err := txn.Delete(workKey(id)); err != nil {
@@ -537,6 +540,9 @@ func (q *Queue) scan(f func(it *Item) bool) error {
 		iter := txn.NewIterator(opt)
 		defer iter.Close()
 		for iter.Rewind(); iter.Valid(); iter.Next() {
+			if iter.Item().ValueSize() == 0 {
+				continue // erased
+			}
 			var it *Item
 			err := iter.Item().Value(func(v []byte) error {
 				var err error

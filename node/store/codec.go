@@ -18,9 +18,9 @@ import (
 // Limits of stored records.
 const (
 	// MaxMetaSize bounds one message's encoded metadata (its To and Cc
-	// lists included), below ValueThreshold so that metadata always lives
-	// in the LSM tree. Deliver refuses a Meta that encodes larger: clip
-	// huge recipient lists before delivering.
+	// lists included). Metadata of ValueThreshold or more lives in the
+	// value log (and is erased, not deleted). Deliver refuses a Meta that
+	// encodes larger: clip huge recipient lists before delivering.
 	MaxMetaSize = 48 << 10
 	// MaxFlags and MaxFlagLen bound a message's flags.
 	MaxFlags   = 64

@@ -294,8 +294,8 @@ func TestDurableAcrossReopen(t *testing.T) {
 // TestRotatedLogsSynced: with small memtables the committer meets rotated
 // memtable logs and fsyncs them (DB.Sync covers the active one only).
 func TestRotatedLogsSynced(t *testing.T) {
-	s := open(t, Options{memTableSize: 1 << 20})
-	val := make([]byte, 32<<10)
+	s := open(t, Options{memTableSize: 1 << 20, valueThresh: 64 << 10})
+	val := make([]byte, 32<<10) // in the memtable (under the threshold)
 	var wg sync.WaitGroup
 	for g := range 4 {
 		wg.Go(func() {
@@ -325,7 +325,7 @@ func TestRotatedLogsSynced(t *testing.T) {
 // across a reopen.
 func TestGC(t *testing.T) {
 	dir := t.TempDir()
-	s := open(t, Options{Dir: dir, memTableSize: 1 << 20, valueLogSize: 1 << 20, gcInterval: 20 * time.Millisecond})
+	s := open(t, Options{Dir: dir, memTableSize: 1 << 20, valueLogSize: 1 << 20, valueThresh: 64 << 10, gcInterval: 20 * time.Millisecond})
 	ctx := context.Background()
 	body := func(i int) []byte {
 		b := make([]byte, 100<<10)
@@ -398,13 +398,13 @@ func TestGC(t *testing.T) {
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
-	check(open(t, Options{Dir: dir, valueLogSize: 1 << 20}))
+	check(open(t, Options{Dir: dir, valueLogSize: 1 << 20, valueThresh: 64 << 10}))
 }
 
 // TestDurableSplits: a group larger than one transaction is split, and
 // only a write too large on its own gets badger.ErrTxnTooBig.
 func TestDurableSplits(t *testing.T) {
-	s := open(t, Options{BeforeSync: func() { time.Sleep(5 * time.Millisecond) }})
+	s := open(t, Options{valueThresh: 64 << 10, BeforeSync: func() { time.Sleep(5 * time.Millisecond) }})
 	val := make([]byte, 60<<10) // under the value threshold: counts whole
 	var wg sync.WaitGroup
 	for i := range 100 {

@@ -390,6 +390,9 @@ func (s *Store) DeleteFolder(ctx context.Context, name string) error {
 			it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix})
 			for it.Rewind(); it.Valid() && len(ids) < deleteChunk; it.Next() {
 				item := it.Item()
+				if item.ValueSize() == 0 {
+					continue // erased
+				}
 				var m Meta
 				err := item.Value(func(v []byte) error {
 					var err error
@@ -432,7 +435,12 @@ func (s *Store) DeleteFolder(ctx context.Context, name string) error {
 // deleteMessage removes the message id (its metadata under metaKey) and
 // leaves a tombstone. The caller fixes the folder's counts.
 func deleteMessage(txn *badger.Txn, id envelope.ID, metaKey []byte, now time.Time) error {
-	for _, k := range [][]byte{metaKey, idKey(prefixPending, id), idKey(prefixIndex, id)} {
+	// Metadata over ValueThreshold lives in the value log: erased, never
+	// deleted (see Erase).
+	if err := Erase(txn, metaKey); err != nil {
+		return fmt.Errorf("store: deleting %s: %w", id, err)
+	}
+	for _, k := range [][]byte{idKey(prefixPending, id), idKey(prefixIndex, id)} {
 		if err := txn.Delete(k); err != nil {
 			return fmt.Errorf("store: deleting %s: %w", id, err)
 		}
@@ -699,6 +707,9 @@ func (s *Store) List(folderName string, afterUID uint32, limit int) ([]Meta, err
 		for it.Seek(metaKey(loc{f.Num, afterUID + 1})); it.Valid(); it.Next() {
 			item := it.Item()
 			k := item.Key()
+			if item.ValueSize() == 0 {
+				continue // erased (moved or deleted)
+			}
 			if len(k) != len(prefix)+4 || item.ValueSize() > MaxMetaSize {
 				return fmt.Errorf("%w: metadata entry %x", ErrDamaged, k)
 			}
@@ -807,7 +818,7 @@ func (s *Store) Move(ctx context.Context, id envelope.ID, dest string) (Meta, er
 			return fmt.Errorf("%w: %q", err, dest)
 		}
 		countIn(&dst, m.Flags)
-		if err := txn.Delete(metaKey(l)); err != nil {
+		if err := Erase(txn, metaKey(l)); err != nil {
 			return err
 		}
 		m.Folder, m.UID = dest, nl.UID

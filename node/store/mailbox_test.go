@@ -424,3 +424,43 @@ func metaEqual(a, b Meta) bool {
 		a.MessageID == b.MessageID && a.Size == b.Size && slices.Equal(a.Flags, b.Flags) &&
 		a.Verification == b.Verification && a.Direction == b.Direction
 }
+
+// Metadata over ValueThreshold lives in the value log: moving and
+// deleting such a message erases its old entry, which listing skips.
+func TestLargeMetadataErased(t *testing.T) {
+	s := open(t, Options{})
+	ctx := context.Background()
+	var to []string
+	for i := range 200 {
+		to = append(to, fmt.Sprintf("recipient-%03d@example.org", i))
+	}
+	m, err := s.Deliver(ctx, Meta{ID: testID(1), Folder: FolderInbox, Direction: DirectionIn, To: to, Subject: "many"}, []byte("body"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := len(encodeMeta(&m)); n < ValueThreshold {
+		t.Fatalf("metadata of %d bytes does not test the value log", n)
+	}
+	if _, err := s.CreateFolder(ctx, "Archive"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Move(ctx, m.ID, "Archive"); err != nil {
+		t.Fatal(err)
+	}
+	if l, err := s.List(FolderInbox, 0, 0); err != nil || len(l) != 0 {
+		t.Fatalf("inbox after the move: %v %d", err, len(l))
+	}
+	l, err := s.List("Archive", 0, 0)
+	if err != nil || len(l) != 1 || len(l[0].To) != 200 {
+		t.Fatalf("archive: %v %+v", err, l)
+	}
+	if err := s.Delete(ctx, m.ID); err != nil {
+		t.Fatal(err)
+	}
+	if l, err := s.List("Archive", 0, 0); err != nil || len(l) != 0 {
+		t.Fatalf("archive after delete: %v %d", err, len(l))
+	}
+	if err := s.DeleteFolder(ctx, "Archive"); err != nil {
+		t.Fatal(err)
+	}
+}
