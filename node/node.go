@@ -119,7 +119,8 @@ type Config struct {
 	// RepublishInterval and MonitorInterval pace the background work.
 	RepublishInterval, MonitorInterval time.Duration
 	// Workers is the number of received messages processed in parallel.
-	// Default: 4.
+	// Each waits for two syncs per message (filing, the receipt), so
+	// there are more of them than cores. Default: 16.
 	Workers int
 	// MintWorkers is the goroutines a stamp is minted with. Default: all
 	// cores.
@@ -231,7 +232,7 @@ func New(ctx context.Context, cfg Config) (_ *Node, err error) {
 		cfg.MonitorInterval = DefaultMonitorInterval
 	}
 	if cfg.Workers <= 0 {
-		cfg.Workers = 4
+		cfg.Workers = 16
 	}
 	if cfg.StampBits == 0 {
 		cfg.StampBits = record.DefaultStampBits
