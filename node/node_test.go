@@ -5,6 +5,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
+	"os"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -36,8 +38,12 @@ func newNet(t *testing.T, adjust func(*node.Config)) *testnet.MailNet {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
+	var lg *slog.Logger
+	if os.Getenv("DSEP_TEST_LOG") != "" {
+		lg = slog.New(slog.NewTextHandler(os.Stderr, nil))
+	}
 	m, err := testnet.NewMailNet(ctx, testnet.MailConfig{
-		Dir: t.TempDir(),
+		Dir: t.TempDir(), Logger: lg,
 		Node: func(c *node.Config) {
 			c.StampBits = testBits
 			if adjust != nil {
@@ -583,5 +589,59 @@ func TestBounceAfterLifetime(t *testing.T) {
 	msg, err := alice.Node().Backend().Message(context.Background(), l[0].ID, false)
 	if err != nil || !bytes.Contains(msg.Body, []byte("could not be delivered to bob@example.org")) {
 		t.Fatalf("bounce: %v %s", err, msg.Body)
+	}
+}
+
+// A large message (an attachment of 15 MiB, 20 MiB in base64) goes
+// through the whole path; one over the 25 MiB limit is refused at once.
+func TestLargeMessage(t *testing.T) {
+	if testing.Short() {
+		t.Skip("large message: not in -short")
+	}
+	m := newNet(t, nil)
+	alice := addUser(t, m, "alice", testnet.UserOptions{})
+	bob := addUser(t, m, "bob", testnet.UserOptions{})
+	att := make([]byte, 15<<20)
+	for i := range att {
+		att[i] = byte(i * 7)
+	}
+	raw, err := compose.Build(compose.Draft{
+		From: alice.Email.String(), To: []string{bob.Email.String()}, Subject: "big",
+		Body: []byte("see attached\r\n"), Attachments: []compose.Attachment{{Name: "data.bin", Data: att}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	res, err := alice.Node().Send(ctx, raw, []string{bob.Email.String()})
+	if err != nil || res[0].Err != nil {
+		t.Fatalf("send: %v %+v", err, res)
+	}
+	deadline := time.Now().Add(2 * time.Minute)
+	for len(inbox(t, bob.Node())) != 1 {
+		if time.Now().After(deadline) {
+			it := outboxItem(t, alice.Node(), res[0].ID)
+			t.Fatalf("not delivered: %+v", it.Delegates)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	msg, err := bob.Node().Backend().Message(ctx, res[0].ID.String(), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tooBig, err := compose.Build(compose.Draft{
+		From: alice.Email.String(), To: []string{bob.Email.String()}, Subject: "too big",
+		Body: []byte("see attached\r\n"), Attachments: []compose.Attachment{{Name: "data.bin", Data: make([]byte, 20<<20)}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res2, err := alice.Node().Send(ctx, tooBig, []string{bob.Email.String()})
+	if err != nil || res2[0].Err == nil || !strings.Contains(res2[0].Err.Error(), "too large") {
+		t.Fatalf("oversize message: %v %+v", err, res2)
+	}
+	// The DSEP header fields come on top of what was sent.
+	if len(msg.Body) < len(raw) || !bytes.HasSuffix(msg.Body, raw[bytes.Index(raw, []byte("\r\n\r\n")):]) {
+		t.Fatalf("body of %d bytes, sent %d", len(msg.Body), len(raw))
 	}
 }

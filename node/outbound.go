@@ -119,6 +119,12 @@ func (n *Node) queueMail(ctx context.Context, mail []byte, rcpt string, sent sto
 		if err != nil {
 			return envelope.ID{}, err
 		}
+		if len(payload) > envelope.DefaultMaxPayload {
+			// Nodes refuse more by default (the limit is not published):
+			// say so now rather than bounce later.
+			return envelope.ID{}, &permanentError{fmt.Errorf("the message is too large: %.1f MiB once encrypted, nodes accept %d MiB",
+				float64(len(payload))/(1<<20), envelope.DefaultMaxPayload>>20)}
+		}
 		if reach != nil {
 			// Usually known already: the item is ready at once (with a
 			// waiver) or once its stamp is minted.

@@ -299,7 +299,7 @@ func (u *User) Node() *node.Node { return u.Devices[0] }
 func (u *User) Publish(ctx context.Context) error {
 	now := time.Now()
 	seq := uint64(now.UnixMilli())
-	reach := record.Reach{Addrs: map[peer.ID][]ma.Multiaddr{}}
+	reach := record.Reach{Addrs: map[peer.ID][]ma.Multiaddr{}, StampBits: u.cfgs[0].StampBits}
 	for i, nk := range u.keys {
 		id, err := peer.IDFromPrivateKey(nk)
 		if err != nil {
