@@ -37,6 +37,12 @@ func (b *backend) Status(ctx context.Context) (*control.Status, error) {
 	for _, a := range n.host.Addrs() {
 		st.Listen = append(st.Listen, a.Encapsulate(p2p.Multiaddr()).String())
 	}
+	if n.smtpAddr != nil {
+		st.SMTP = n.smtpAddr.String()
+	}
+	if n.imapAddr != nil {
+		st.IMAP = n.imapAddr.String()
+	}
 	st.DHT.RoutingTable = n.dht.RoutingTableSize()
 	n.mu.Lock()
 	rep, repT := n.lastRep, n.lastRepT

@@ -287,14 +287,25 @@ func (n *Node) process(ctx context.Context, in inbound) {
 		n.reject(ctx, in.id, v.Detail)
 		return
 	}
-	meta := summarize(op.Mail)
+	from, _ := fromAddress(op.Mail)
+	mail, err := annotate(op.Mail, v, from)
+	if err != nil {
+		n.reject(ctx, in.id, err.Error())
+		return
+	}
+	meta := summarize(mail)
 	meta.ID = in.id
 	meta.Folder = "INBOX"
+	if v.Status == BindingMismatch {
+		// Neither the binding nor a gateway vouches for the From: Junk,
+		// with the reason in the header.
+		meta.Folder = "Junk"
+	}
 	meta.Direction = "in"
 	meta.Received = now
-	meta.Size = int64(len(op.Mail))
+	meta.Size = int64(len(mail))
 	meta.Verification = v
-	filed, err := n.store.Deliver(ctx, meta, op.Mail)
+	filed, err := n.store.Deliver(ctx, meta, mail)
 	if err != nil {
 		n.log.Error("filing a message", "id", in.id.String(), "err", err)
 		return
@@ -357,7 +368,7 @@ func (n *Node) classify(ctx context.Context, op *message.Opened) store.Verificat
 			if rev := res.Revocation; rev != nil {
 				return revokedVerdict(signer, rev)
 			}
-			v.Status, v.Detail = VerifiedSender, "signed by the key "+email.Domain()+" binds to "+email.String()
+			v.Status, v.Detail = VerifiedSender, "bound to "+email.String()+" by "+email.Domain()+" over "+res.Verdict.Method()
 			return v
 		}
 		// Signed by another key than the bound one: the sender's previous

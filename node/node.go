@@ -20,6 +20,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
@@ -33,6 +34,7 @@ import (
 	"github.com/dsep-project/dsep/node/queue"
 	"github.com/dsep-project/dsep/node/stamp"
 	"github.com/dsep-project/dsep/node/store"
+	"github.com/dsep-project/dsep/node/submit"
 	"github.com/libp2p/go-libp2p/core/crypto"
 	p2phost "github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -126,6 +128,14 @@ type Config struct {
 	// cores.
 	MintWorkers int
 
+	// SMTPListen and IMAPListen are the loopback "IP:port" addresses of
+	// the servers for mail clients; "" leaves a server off.
+	SMTPListen, IMAPListen string
+	// Authenticate checks a mail client's username and password (the
+	// local account, node/account), slowing failures down. Without it no
+	// client can log in.
+	Authenticate func(ctx context.Context, username, password string) error
+
 	// Logger receives the node's log. Default: silent.
 	Logger *slog.Logger
 	// Now is the clock. Default time.Now.
@@ -175,6 +185,9 @@ type Node struct {
 	deliver  *deliver.Server
 	receipts *deliver.ReceiptServer
 	repub    *dht.Republisher
+	smtp     *submit.Server
+	smtpAddr net.Addr
+	imapAddr net.Addr
 	backoff  queue.Backoff
 	cache    *cache
 
@@ -278,6 +291,9 @@ func New(ctx context.Context, cfg Config) (_ *Node, err error) {
 		return nil, fmt.Errorf("node: loading the queue: %w", err)
 	}
 	n.spent = stamp.NewSpent(n.store.DB(), []byte("s/"), 0)
+	if _, err := n.store.CreateFolder(ctx, "Junk"); err != nil && !errors.Is(err, store.ErrFolderExists) {
+		return nil, fmt.Errorf("node: the Junk folder: %w", err)
+	}
 	n.waivers = &waiverBook{db: n.store}
 
 	n.host, err = host.New(ctx, host.Config{
@@ -351,6 +367,9 @@ func New(ctx context.Context, cfg Config) (_ *Node, err error) {
 		}
 	}
 
+	if err := n.startClients(); err != nil {
+		return nil, err
+	}
 	for i := 0; i < cfg.Workers; i++ {
 		n.goLoop(n.processLoop)
 	}
@@ -376,6 +395,9 @@ func (n *Node) goLoop(f func(ctx context.Context)) {
 func (n *Node) Close() error {
 	n.cancel()
 	var errs []error
+	if n.smtp != nil {
+		errs = append(errs, n.smtp.Close())
+	}
 	if n.deliver != nil {
 		errs = append(errs, n.deliver.Close())
 	}

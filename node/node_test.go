@@ -645,3 +645,40 @@ func TestLargeMessage(t *testing.T) {
 		t.Fatalf("body of %d bytes, sent %d", len(msg.Body), len(raw))
 	}
 }
+
+// Mallory signs with her own (bound) key a mail whose From is Alice's
+// address: Bob's node files it in Junk, marked as a possible forgery.
+func TestForgedFromGoesToJunk(t *testing.T) {
+	m := newNet(t, nil)
+	alice := addUser(t, m, "alice", testnet.UserOptions{})
+	bob := addUser(t, m, "bob", testnet.UserOptions{})
+	mallory := addUser(t, m, "mallory", testnet.UserOptions{})
+	payload, err := message.Seal(mail(t, alice, bob, "trust me"), message.SealOptions{From: mallory.Key, To: bob.Key})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := envelope.IDOf(payload)
+	st, err := stamp.Mint(context.Background(), stamp.MintParams{Bits: testBits, Resource: bob.Key.Fingerprint().String(), Ext: stamp.PayloadExt(id), Workers: 1}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := newRawHost(t).send(t, bob.Node(), envelope.KindStamp, st, payload); r.Status != deliver.StatusStored {
+		t.Fatalf("envelope: %+v", r)
+	}
+	ctx := context.Background()
+	var junk []control.Summary
+	eventually(t, 30*time.Second, "the junk folder", func() bool {
+		junk, err = bob.Node().Backend().List(ctx, "Junk", 0)
+		return err == nil && len(junk) == 1
+	})
+	if l := inbox(t, bob.Node()); len(l) != 0 {
+		t.Fatalf("inbox: %+v", l)
+	}
+	if junk[0].Verification.Status != control.VerifyMismatch || !strings.HasPrefix(junk[0].Subject, "[DSEP: FORGED?]") {
+		t.Fatalf("junk: %+v", junk[0])
+	}
+	msg, err := bob.Node().Backend().Message(ctx, junk[0].ID, false)
+	if err != nil || !bytes.Contains(msg.Body, []byte("Authentication-Results: dsep.local; dsep=fail")) {
+		t.Fatalf("message: %v\n%s", err, msg.Body)
+	}
+}

@@ -727,25 +727,38 @@ func (n *Node) expire(ctx context.Context, it *queue.Item) {
 	}
 }
 
-// bounce files a delivery failure notice in the sender's own INBOX.
+// bounce files a delivery failure notice for a queue item in the
+// sender's own INBOX and marks the item bounced.
 func (n *Node) bounce(ctx context.Context, it *queue.Item, why string) {
+	if !n.bounceNow(ctx, it.To, it.Subject, why+"\r\nMessage ID: "+it.ID.String()+"\r\nQueued: "+it.Created.UTC().Format(time.RFC1123Z)) {
+		return
+	}
+	_, _ = n.queue.Update(ctx, it.ID, func(q *queue.Item) error {
+		q.State = queue.StateBounced
+		return nil
+	})
+	n.log.Warn("message bounced", "to", it.To, "id", it.ID.String(), "reason", why)
+}
+
+// bounceNow files a notice that mail to "to" could not be delivered in
+// the sender's own INBOX; it reports whether it was filed.
+func (n *Node) bounceNow(ctx context.Context, to, subject, why string) bool {
 	now := n.now()
 	self := n.fpr.KeyAddress().String()
 	if len(n.emails) > 0 {
 		self = n.emails[0].String()
 	}
-	body := fmt.Sprintf("Your message could not be delivered to %s.\r\n\r\nSubject: %s\r\nQueued: %s\r\nReason: %s\r\nMessage ID: %s\r\n",
-		it.To, it.Subject, it.Created.UTC().Format(time.RFC1123Z), why, it.ID)
+	body := fmt.Sprintf("Your message could not be delivered to %s.\r\n\r\nSubject: %s\r\nReason: %s\r\n", to, subject, why)
 	raw, err := compose.Build(compose.Draft{
 		From:    "DSEP node <" + self + ">",
 		To:      []string{self},
-		Subject: "Undelivered: " + strings.TrimSpace(it.Subject),
+		Subject: "Undelivered: " + strings.TrimSpace(subject),
 		Body:    []byte(body),
 		Date:    now,
 	})
 	if err != nil {
 		n.log.Error("building a bounce", "err", err)
-		return
+		return false
 	}
 	meta := summarize(raw)
 	meta.ID = sha256.Sum256(raw)
@@ -756,11 +769,7 @@ func (n *Node) bounce(ctx context.Context, it *queue.Item, why string) {
 	meta.Verification = store.Verification{Status: control.VerifyLocal, Detail: "a delivery failure notice from this node"}
 	if _, err := n.store.Deliver(ctx, meta, raw); err != nil {
 		n.log.Error("filing a bounce", "err", err)
-		return
+		return false
 	}
-	_, _ = n.queue.Update(ctx, it.ID, func(q *queue.Item) error {
-		q.State = queue.StateBounced
-		return nil
-	})
-	n.log.Warn("message bounced", "to", it.To, "id", it.ID.String(), "reason", why)
+	return true
 }

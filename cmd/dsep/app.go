@@ -74,6 +74,7 @@ func (a *app) rootCommand() *cobra.Command {
 		a.testnetCommand(),
 		a.stampCommand(),
 		a.runCommand(),
+		a.clientCommand(),
 		a.sendCommand(), a.inboxCommand(), a.readCommand(), a.outboxCommand(), a.statusCommand(), a.configCommand(),
 	)
 	return root

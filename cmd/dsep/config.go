@@ -77,6 +77,11 @@ type fileConfig struct {
 	// MonitorInterval is how often the node checks DNS and the DHT for
 	// other keys certified for its addresses. Default "1h".
 	MonitorInterval time.Duration `toml:"monitor_interval" json:"monitor_interval"`
+	// IMAPListen and SMTPListen are where mail clients reach the node's
+	// IMAP and SMTP submission servers, "IP:port" on loopback; "" turns
+	// the server off. Defaults "127.0.0.1:1143" and "127.0.0.1:1587".
+	IMAPListen string `toml:"imap_listen" json:"imap_listen"`
+	SMTPListen string `toml:"smtp_listen" json:"smtp_listen"`
 	// LogLevel is debug, info, warn or error. Default "info".
 	LogLevel string `toml:"log_level" json:"log_level"`
 	// LogFormat is "text" or "json". Default "text".
@@ -99,6 +104,8 @@ func defaultConfig() fileConfig {
 		Receipts:          true,
 		RepublishInterval: 12 * time.Hour,
 		MonitorInterval:   time.Hour,
+		IMAPListen:        defaultIMAPListen,
+		SMTPListen:        defaultSMTPListen,
 		LogLevel:          "info",
 		LogFormat:         "text",
 	}
@@ -110,6 +117,30 @@ var configKeys = map[string]bool{
 	"max_message_size": true, "stamp_bits": true, "queue_lifetime": true, "retry_min": true,
 	"retry_max": true, "peer_rate": true, "peer_burst": true, "receipts": true,
 	"republish_interval": true, "monitor_interval": true, "log_level": true, "log_format": true,
+	"imap_listen": true, "smtp_listen": true,
+}
+
+// Default addresses of the mail-client servers.
+const (
+	defaultIMAPListen = "127.0.0.1:1143"
+	defaultSMTPListen = "127.0.0.1:1587"
+)
+
+// checkLoopbackListen checks a mail-client listen address: "" (off) or a
+// loopback IP with a port. The servers speak plain text with a local
+// password, so they must not face a network.
+func checkLoopbackListen(s string) error {
+	if s == "" {
+		return nil
+	}
+	ap, err := netip.ParseAddrPort(s)
+	if err != nil {
+		return fmt.Errorf("%q is not IP:port (e.g. 127.0.0.1:1143): %v", s, err)
+	}
+	if !ap.Addr().IsLoopback() {
+		return fmt.Errorf("%s is not a loopback address: mail clients connect without TLS, so the node serves them on 127.0.0.1 or ::1 only", s)
+	}
+	return nil
 }
 
 // configError is a mistake in config.toml, at a line when known.
@@ -237,6 +268,12 @@ var durationKeys = []string{"queue_lifetime", "retry_min", "retry_max", "republi
 
 // check validates c and returns the offending key and what is wrong.
 func (c *fileConfig) check() (key, msg string) {
+	if err := checkLoopbackListen(c.IMAPListen); err != nil {
+		return "imap_listen", err.Error()
+	}
+	if err := checkLoopbackListen(c.SMTPListen); err != nil {
+		return "smtp_listen", err.Error()
+	}
 	for _, a := range c.Listen {
 		if _, err := ma.NewMultiaddr(a); err != nil {
 			return "listen", fmt.Sprintf("%q is not a multiaddr (e.g. /ip4/0.0.0.0/tcp/4101): %v", a, err)

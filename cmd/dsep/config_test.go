@@ -25,6 +25,7 @@ func TestConfigDefaults(t *testing.T) {
 		MaxMessageSize: 25 << 20, StampBits: 20, QueueLifetime: 120 * time.Hour, RetryMin: 30 * time.Second,
 		RetryMax: time.Hour, PeerRate: 50, PeerBurst: 200, Receipts: true, RepublishInterval: 12 * time.Hour,
 		MonitorInterval: time.Hour, LogLevel: "info", LogFormat: "text",
+		IMAPListen: "127.0.0.1:1143", SMTPListen: "127.0.0.1:1587",
 	}
 	if !reflect.DeepEqual(c, want) {
 		t.Errorf("defaults:\n got %+v\nwant %+v", c, want)
@@ -261,4 +262,22 @@ func TestConfigDocExample(t *testing.T) {
 		}
 	}
 	_ = c
+}
+
+func TestConfigMailListenLoopbackOnly(t *testing.T) {
+	for in, ok := range map[string]bool{
+		`imap_listen = "127.0.0.1:2143"`: true, `smtp_listen = "[::1]:2587"`: true, `imap_listen = ""`: true,
+		`imap_listen = "0.0.0.0:1143"`: false, `smtp_listen = "192.0.2.1:1587"`: false, `smtp_listen = "localhost"`: false,
+	} {
+		c, cerr := parseConfig([]byte(in + "\n"))
+		if cerr != nil {
+			if ok {
+				t.Errorf("%s: %s", in, cerr.msg)
+			}
+			continue
+		}
+		if _, msg := c.check(); (msg == "") != ok {
+			t.Errorf("%s: check says %q", in, msg)
+		}
+	}
 }

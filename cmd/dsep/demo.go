@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/dsep-project/dsep/dht/record"
+	"github.com/dsep-project/dsep/node/control"
 	"github.com/dsep-project/dsep/testnet"
 	"github.com/dsep-project/dsep/testnet/dnstest"
 	"github.com/libp2p/go-libp2p/core/host"
@@ -176,6 +177,8 @@ read, outbox, status).`,
 				return err
 			}
 			fmt.Fprintln(a.stdout, "Mail from alice reached bob's node, signed, encrypted and verified.")
+			fmt.Fprintln(a.stdout)
+			nodes.printClients()
 			if exit {
 				return nil
 			}
@@ -200,8 +203,9 @@ const demoLetter = "Hi Bob,\n\nthis came to your node straight from mine: signed
 
 // demoNodes runs `dsep run` for each user, as child processes.
 type demoNodes struct {
-	out  io.Writer
-	cmds []*exec.Cmd
+	out     io.Writer
+	cmds    []*exec.Cmd
+	clients []demoClient
 }
 
 // startNodes starts a node per user and waits until each has published
@@ -211,7 +215,8 @@ func (d *demo) startNodes(users []string, boot string) (*demoNodes, error) {
 	self := os.Args[0]
 	for _, u := range users {
 		data := filepath.Join(d.dir, u)
-		args := []string{"--data", data, "run", "--bootstrap", boot, "--dns", d.dns, "--listen", "/ip4/127.0.0.1/tcp/0"}
+		args := []string{"--data", data, "run", "--bootstrap", boot, "--dns", d.dns, "--listen", "/ip4/127.0.0.1/tcp/0",
+			"--imap-listen", "127.0.0.1:0", "--smtp-listen", "127.0.0.1:0"}
 		fmt.Fprintf(d.a.stdout, "$ dsep %s &   # log in %s\n", strings.Join(args, " "), filepath.Join(data, "node.log"))
 		logf, err := os.OpenFile(filepath.Join(data, "node.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 		if err != nil {
@@ -227,32 +232,58 @@ func (d *demo) startNodes(users []string, boot string) (*demoNodes, error) {
 		}
 		dn.cmds = append(dn.cmds, cmd)
 	}
+	fmt.Fprintln(d.a.stdout)
 	for _, u := range users {
-		if err := d.waitReady(filepath.Join(d.dir, u)); err != nil {
+		st, err := d.waitReady(filepath.Join(d.dir, u))
+		if err != nil {
 			return dn, err
 		}
+		dn.clients = append(dn.clients, demoClient{user: u, imap: st.IMAP, smtp: st.SMTP})
 	}
-	fmt.Fprintln(d.a.stdout)
+	// A fresh mail-client password per user, to print with the settings
+	// (dsep init showed the first one among its output).
+	for i := range dn.clients {
+		var buf bytes.Buffer
+		if run([]string{"--data", filepath.Join(d.dir, dn.clients[i].user), "client", "password", "--json"}, strings.NewReader(""), &buf, io.Discard) != 0 {
+			return dn, fail("", "making a client password for %s", dn.clients[i].user)
+		}
+		var pw clientPasswordJSON
+		if err := json.Unmarshal(buf.Bytes(), &pw); err != nil {
+			return dn, err
+		}
+		dn.clients[i].username, dn.clients[i].password = pw.Username, pw.Password
+	}
 	return dn, nil
 }
 
-// waitReady waits until the node of data answers and has republished.
-func (d *demo) waitReady(data string) error {
+// demoClient is what a mail client needs for one demo user.
+type demoClient struct {
+	user, imap, smtp, username, password string
+}
+
+// printClients prints every user's mail-client settings.
+func (dn *demoNodes) printClients() {
+	fmt.Fprintln(dn.out, "Mail clients (Thunderbird, mutt, …): no encryption, normal password, on 127.0.0.1:")
+	for _, c := range dn.clients {
+		fmt.Fprintf(dn.out, "  %-6s IMAP %-16s SMTP %-16s user %-20s password %s\n", c.user, c.imap, c.smtp, c.username, c.password)
+	}
+	fmt.Fprintln(dn.out)
+}
+
+// waitReady waits until the node of data answers and has republished,
+// and returns its status.
+func (d *demo) waitReady(data string) (*control.Status, error) {
 	deadline := time.Now().Add(time.Minute)
 	for {
 		var buf bytes.Buffer
 		if run([]string{"--data", data, "status", "--json"}, strings.NewReader(""), &buf, io.Discard) == 0 {
-			var st struct {
-				DHT struct {
-					Republished int `json:"republished"`
-				} `json:"dht"`
-			}
+			var st control.Status
 			if json.Unmarshal(buf.Bytes(), &st) == nil && st.DHT.Republished > 0 {
-				return nil
+				return &st, nil
 			}
 		}
 		if time.Now().After(deadline) {
-			return fail("see "+filepath.Join(data, "node.log"), "the node of %s did not come up", data)
+			return nil, fail("see "+filepath.Join(data, "node.log"), "the node of %s did not come up", data)
 		}
 		time.Sleep(200 * time.Millisecond)
 	}

@@ -61,10 +61,15 @@ be certified.`,
 			if _, err := d.storageKey(pass); err != nil {
 				return err
 			}
+			clientPW, err := d.newClientPassword()
+			if err != nil {
+				return err
+			}
 			if a.jsonOut {
 				return a.printJSON(identityJSON{
 					Fingerprint: k.Fingerprint(), UserID: uid, Email: e.String(),
 					KeyAddress: k.KeyAddress().String(), Data: d.path, Protected: len(pass) > 0,
+					ClientPassword: clientPW,
 				})
 			}
 			fmt.Fprintf(a.stdout, "Created identity %s\n", uid)
@@ -75,6 +80,7 @@ be certified.`,
 			if insecure {
 				fmt.Fprintln(a.stdout, "  WARNING      the secret key is stored WITHOUT a passphrase (--insecure-no-passphrase)")
 			}
+			fmt.Fprintf(a.stdout, "  mail client  password %s (shown only now; for IMAP/SMTP on 127.0.0.1, see dsep client config)\n", clientPW)
 			fmt.Fprintf(a.stdout, "\nNext: have the owner of %s certify your key:\n  dsep key export --armor > %s.asc   # send this file\n  dsep key import certified.asc      # when it comes back\n", e.Domain(), e.Local())
 			return nil
 		},
@@ -93,6 +99,8 @@ type identityJSON struct {
 	KeyAddress  string              `json:"key_address"`
 	Data        string              `json:"data"`
 	Protected   bool                `json:"passphrase_protected"`
-	TXT         string              `json:"txt,omitempty"`
-	ZoneLine    string              `json:"zone_line,omitempty"`
+	// ClientPassword is the mail-client password, given once, by init.
+	ClientPassword string `json:"client_password,omitempty"`
+	TXT            string `json:"txt,omitempty"`
+	ZoneLine       string `json:"zone_line,omitempty"`
 }

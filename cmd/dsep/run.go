@@ -14,6 +14,7 @@ import (
 	dsepdns "github.com/dsep-project/dsep/address/dns"
 	"github.com/dsep-project/dsep/dht/host"
 	"github.com/dsep-project/dsep/node"
+	"github.com/dsep-project/dsep/node/account"
 	"github.com/dsep-project/dsep/node/control"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/spf13/cobra"
@@ -29,6 +30,8 @@ type runFlags struct {
 	logLevel  string
 	logFormat string
 	stampBits int
+	imap      string
+	smtp      string
 }
 
 func (a *app) runCommand() *cobra.Command {
@@ -75,6 +78,8 @@ Logs go to stderr; they never hold a secret or a message body.`,
 	c.Flags().StringVar(&f.logLevel, "log-level", "", "debug, info, warn or error (config: log_level)")
 	c.Flags().StringVar(&f.logFormat, "log-format", "", "text or json (config: log_format)")
 	c.Flags().IntVar(&f.stampBits, "stamp-bits", 0, "base stamp price senders pay you, in bits (config: stamp_bits)")
+	c.Flags().StringVar(&f.imap, "imap-listen", "", `IMAP server for mail clients, loopback IP:port, "" to turn off (config: imap_listen)`)
+	c.Flags().StringVar(&f.smtp, "smtp-listen", "", `SMTP submission for mail clients, loopback IP:port, "" to turn off (config: smtp_listen)`)
 	return c
 }
 
@@ -84,6 +89,8 @@ type runStatus struct {
 	PeerID      string   `json:"peer_id"`
 	Addrs       []string `json:"addrs"`
 	Control     string   `json:"control"`
+	IMAP        string   `json:"imap,omitempty"`
+	SMTP        string   `json:"smtp,omitempty"`
 }
 
 func (a *app) run(ctx context.Context, cmd *cobra.Command, f runFlags) error {
@@ -120,6 +127,12 @@ func (a *app) run(ctx context.Context, cmd *cobra.Command, f runFlags) error {
 	}
 	if fl.Changed("stamp-bits") {
 		cfg.StampBits = f.stampBits
+	}
+	if fl.Changed("imap-listen") {
+		cfg.IMAPListen = f.imap
+	}
+	if fl.Changed("smtp-listen") {
+		cfg.SMTPListen = f.smtp
 	}
 	if err := cfg.validate(); err != nil {
 		return err
@@ -190,6 +203,22 @@ func (a *app) run(ctx context.Context, cmd *cobra.Command, f runFlags) error {
 		MonitorInterval:   cfg.MonitorInterval,
 		Logger:            logger,
 		Version:           version,
+		SMTPListen:        cfg.SMTPListen,
+		IMAPListen:        cfg.IMAPListen,
+	}
+	if d.meta.Kind == kindUser {
+		checker := &account.Checker{Usernames: []string{d.meta.Email, k.KeyAddress().String()}}
+		ncfg.Authenticate = func(ctx context.Context, user, pass string) error {
+			// Read each time: dsep client password takes effect at once.
+			h, err := d.clientPasswordHash()
+			if err != nil || h == "" {
+				logger.Warn("a mail client tried to log in, but there is no client password; make one with `dsep client password`")
+				return account.ErrBadPassword
+			}
+			return checker.Check(h, user, pass)
+		}
+	} else {
+		ncfg.SMTPListen, ncfg.IMAPListen = "", ""
 	}
 	if d.meta.Kind == kindDomain {
 		// A domain's node keeps the domain key and its users' email
@@ -216,6 +245,12 @@ func (a *app) run(ctx context.Context, cmd *cobra.Command, f runFlags) error {
 	go func() { served <- srv.Serve(ln) }()
 
 	st := runStatus{Fingerprint: n.Fingerprint().String(), PeerID: n.Host().ID().String(), Control: sock}
+	if ad := n.SMTPAddr(); ad != nil {
+		st.SMTP = ad.String()
+	}
+	if ad := n.IMAPAddr(); ad != nil {
+		st.IMAP = ad.String()
+	}
 	for _, m := range n.Host().Addrs() {
 		st.Addrs = append(st.Addrs, m.String()+"/p2p/"+st.PeerID)
 	}
@@ -227,6 +262,12 @@ func (a *app) run(ctx context.Context, cmd *cobra.Command, f runFlags) error {
 		fmt.Fprintf(a.stdout, "dsep: node %s running for %s\n", shortPeer(n.Host().ID()), d.meta.label())
 		for _, s := range st.Addrs {
 			fmt.Fprintf(a.stdout, "  listening  %s\n", s)
+		}
+		if ad := n.SMTPAddr(); ad != nil {
+			fmt.Fprintf(a.stdout, "  smtp       %s (mail clients: dsep client config)\n", ad)
+		}
+		if ad := n.IMAPAddr(); ad != nil {
+			fmt.Fprintf(a.stdout, "  imap       %s\n", ad)
 		}
 		fmt.Fprintf(a.stdout, "  control    %s\n  stop with Ctrl-C\n", sock)
 	}

@@ -93,12 +93,16 @@ type Backend interface {
 
 // Status is the state of a running node.
 type Status struct {
-	Version     string    `json:"version"`
-	Fingerprint string    `json:"fingerprint"` // the identity's, 40 hex digits
-	Emails      []string  `json:"emails"`      // the identity's addresses
-	PeerID      string    `json:"peer_id"`
-	Listen      []string  `json:"listen"` // multiaddrs, with /p2p/
-	StartedAt   time.Time `json:"started_at"`
+	Version     string   `json:"version"`
+	Fingerprint string   `json:"fingerprint"` // the identity's, 40 hex digits
+	Emails      []string `json:"emails"`      // the identity's addresses
+	PeerID      string   `json:"peer_id"`
+	Listen      []string `json:"listen"` // multiaddrs, with /p2p/
+	// IMAP and SMTP are the host:port of the servers for mail clients
+	// ("" when off).
+	IMAP      string    `json:"imap,omitempty"`
+	SMTP      string    `json:"smtp,omitempty"`
+	StartedAt time.Time `json:"started_at"`
 
 	DHT      DHTStatus      `json:"dht"`
 	Queue    QueueStatus    `json:"queue"`
