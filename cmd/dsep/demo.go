@@ -48,148 +48,7 @@ read, outbox, status).`,
 			if users < 2 || users > 26 {
 				return fail("use --users between 2 and 26", "bad --users %d", users)
 			}
-			if dir == "" {
-				var err error
-				if dir, err = os.MkdirTemp("", "dsep-demo-"); err != nil {
-					return err
-				}
-			} else if err := os.MkdirAll(dir, 0o700); err != nil {
-				return err
-			}
-			dns, err := dnstest.Start("127.0.0.1:0")
-			if err != nil {
-				return fail("", "starting the demo DNS server: %v", err)
-			}
-			defer dns.Close()
-			d := &demo{a: a, dir: dir, dns: dns.Addr()}
-			fmt.Fprintf(a.stdout, "DSEP demo in %s — DNS server on %s\n\n", dir, dns.Addr())
-
-			// The domain.
-			domData := filepath.Join(dir, "example.org")
-			if err := d.step("", "--data", domData, "domain", "init", "--domain", "example.org", "--insecure-no-passphrase"); err != nil {
-				return err
-			}
-			var m meta
-			mb, err := os.ReadFile(filepath.Join(domData, metaFile))
-			if err != nil {
-				return err
-			}
-			if err := json.Unmarshal(mb, &m); err != nil {
-				return err
-			}
-			txt := fmt.Sprintf("v=DSEP1; fpr=%s", m.Fingerprint)
-			dns.AddTXT("_dsep.example.org", txt)
-			fmt.Fprintf(a.stdout, "(published on the demo DNS server: _dsep.example.org TXT %q)\n\n", txt)
-			domKey := filepath.Join(dir, "example.org.asc")
-			if err := d.step(domKey, "--data", domData, "key", "export", "--armor"); err != nil {
-				return err
-			}
-
-			// The users.
-			names := []string{"alice", "bob", "carol", "dave", "erin", "frank", "grace", "heidi", "ivan", "judy", "ken", "leo", "mallory", "nia", "oscar", "peggy", "quinn", "rupert", "sybil", "trent", "ursula", "victor", "walter", "xena", "yves", "zoe"}
-			for _, n := range names[:users] {
-				data := filepath.Join(dir, n)
-				email := n + "@example.org"
-				if err := d.step("", "--data", data, "init", "--email", email, "--name", strings.ToUpper(n[:1])+n[1:], "--insecure-no-passphrase"); err != nil {
-					return err
-				}
-				if err := d.step(filepath.Join(dir, n+".asc"), "--data", data, "key", "export", "--armor"); err != nil {
-					return err
-				}
-				cert := filepath.Join(dir, n+"-certified.asc")
-				if err := d.step(cert, "--data", domData, "domain", "certify", filepath.Join(dir, n+".asc")); err != nil {
-					return err
-				}
-				if err := d.step("", "--data", data, "key", "import", cert); err != nil {
-					return err
-				}
-			}
-
-			// Verify: alice checks every other user's binding.
-			alice := filepath.Join(dir, names[0])
-			for _, n := range names[1:users] {
-				if err := d.step("", "--data", alice, "verify", n+"@example.org", "--key", filepath.Join(dir, n+"-certified.asc"), "--domain-key", domKey, "--dns", dns.Addr()); err != nil {
-					return err
-				}
-			}
-			if err := d.step("", "--data", alice, "contacts", "list"); err != nil {
-				return err
-			}
-
-			// A forged key for bob: same User ID, not certified by the domain.
-			forged := filepath.Join(dir, "mallory-as-bob")
-			if err := d.quiet("--data", forged, "init", "--email", "bob@example.org", "--name", "Bob", "--insecure-no-passphrase"); err != nil {
-				return err
-			}
-			if err := d.step(filepath.Join(dir, "forged-bob.asc"), "--data", forged, "key", "export", "--armor"); err != nil {
-				return err
-			}
-			fmt.Fprintln(a.stdout, "(a key claiming bob@example.org that the domain never certified:)")
-			if err := d.expectFail("--data", alice, "verify", "bob@example.org", "--key", filepath.Join(dir, "forged-bob.asc"), "--domain-key", domKey, "--dns", dns.Addr(), "--no-pin"); err != nil {
-				return err
-			}
-
-			// The DSEP network: publish everyone's records, look bob up.
-			fmt.Fprintf(a.stdout, "(starting a DSEP network of %d nodes on loopback)\n", demoNetSize)
-			net, err := testnet.New(cmd.Context(), testnet.Config{Nodes: demoNetSize, Validator: record.NamespacedValidator(record.Validator{})})
-			if err != nil {
-				return fail("", "starting the demo network: %v", err)
-			}
-			defer net.Close()
-			boot, err := loopbackAddr(net.Node(0).Host())
-			if err != nil {
-				return err
-			}
-			fmt.Fprintf(a.stdout, "(bootstrap node: %s)\n\n", boot)
-			lo := "/ip4/127.0.0.1/tcp/0"
-			if err := d.step("", "--data", domData, "publish", "--bootstrap", boot, "--listen", lo); err != nil {
-				return err
-			}
-			for _, n := range names[:users] {
-				if err := d.step("", "--data", filepath.Join(dir, n), "publish", "--bootstrap", boot, "--listen", lo, "--announce", "/ip4/127.0.0.1/tcp/4101"); err != nil {
-					return err
-				}
-			}
-			if err := d.step("", "lookup", "bob@example.org", "--bootstrap", boot, "--dns", dns.Addr(), "--listen", lo); err != nil {
-				return err
-			}
-
-			fmt.Fprintf(a.stdout, "\nAll bindings verified against the DNS server on %s and found in the DSEP network.\n\n", dns.Addr())
-
-			// Every user's node runs; alice writes to bob.
-			nodes, err := d.startNodes(names[:users], boot)
-			defer nodes.stop()
-			if err != nil {
-				return err
-			}
-			bob := filepath.Join(dir, names[1])
-			if err := d.stepIn(demoLetter, "--data", alice, "send", "--to", "bob@example.org", "--subject", "Hello from the DSEP demo"); err != nil {
-				return err
-			}
-			id, err := d.waitInbox(cmd.Context(), bob, "Hello from the DSEP demo")
-			if err != nil {
-				return err
-			}
-			if err := d.step("", "--data", bob, "inbox"); err != nil {
-				return err
-			}
-			if err := d.step("", "--data", bob, "read", id[:12]); err != nil {
-				return err
-			}
-			fmt.Fprintln(a.stdout, "Mail from alice reached bob's node, signed, encrypted and verified.")
-			fmt.Fprintln(a.stdout)
-			nodes.printClients()
-			if exit {
-				return nil
-			}
-			fmt.Fprintf(a.stdout, "\nThe DNS server, the network and the users' nodes keep running until Ctrl-C; try:\n"+
-				"  echo 'Hi!' | dsep --data %s send --to carol@example.org --subject Hi\n"+
-				"  dsep --data %s inbox\n  dsep --data %s status\n  dsep --data %s outbox\n"+
-				"  dsep lookup carol@example.org --bootstrap %s --dns %s\n",
-				bob, filepath.Join(dir, names[2%users]), alice, bob, boot, dns.Addr())
-			<-cmd.Context().Done()
-			fmt.Fprintln(a.stdout, "\nstopped; the demo files stay in", dir)
-			return nil
+			return a.runDemo(cmd.Context(), demoOpts{dir: dir, users: users, exit: exit})
 		},
 	}
 	c.Flags().StringVar(&dir, "dir", "", "directory for the demo's data (default: a new temporary directory)")
@@ -211,13 +70,13 @@ type demoNodes struct {
 // startNodes starts a node per user and waits until each has published
 // its records.
 func (d *demo) startNodes(users []string, boot string) (*demoNodes, error) {
-	dn := &demoNodes{out: d.a.stdout}
+	dn := &demoNodes{out: d.out}
 	self := os.Args[0]
 	for _, u := range users {
 		data := filepath.Join(d.dir, u)
 		args := []string{"--data", data, "run", "--bootstrap", boot, "--dns", d.dns, "--listen", "/ip4/127.0.0.1/tcp/0",
 			"--imap-listen", "127.0.0.1:0", "--smtp-listen", "127.0.0.1:0"}
-		fmt.Fprintf(d.a.stdout, "$ dsep %s &   # log in %s\n", strings.Join(args, " "), filepath.Join(data, "node.log"))
+		fmt.Fprintf(d.out, "$ dsep %s &   # log in %s\n", strings.Join(args, " "), filepath.Join(data, "node.log"))
 		logf, err := os.OpenFile(filepath.Join(data, "node.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 		if err != nil {
 			return dn, err
@@ -232,7 +91,7 @@ func (d *demo) startNodes(users []string, boot string) (*demoNodes, error) {
 		}
 		dn.cmds = append(dn.cmds, cmd)
 	}
-	fmt.Fprintln(d.a.stdout)
+	fmt.Fprintln(d.out)
 	for _, u := range users {
 		st, err := d.waitReady(filepath.Join(d.dir, u))
 		if err != nil {
@@ -262,12 +121,12 @@ type demoClient struct {
 }
 
 // printClients prints every user's mail-client settings.
-func (dn *demoNodes) printClients() {
-	fmt.Fprintln(dn.out, "Mail clients (Thunderbird, mutt, …): no encryption, normal password, on 127.0.0.1:")
+func (dn *demoNodes) printClients(w io.Writer) {
+	fmt.Fprintln(w, "Mail clients (Thunderbird, mutt, …): no encryption, normal password, on 127.0.0.1:")
 	for _, c := range dn.clients {
-		fmt.Fprintf(dn.out, "  %-6s IMAP %-16s SMTP %-16s user %-20s password %s\n", c.user, c.imap, c.smtp, c.username, c.password)
+		fmt.Fprintf(w, "  %-6s IMAP %-16s SMTP %-16s user %-20s password %s\n", c.user, c.imap, c.smtp, c.username, c.password)
 	}
-	fmt.Fprintln(dn.out)
+	fmt.Fprintln(w)
 }
 
 // waitReady waits until the node of data answers and has republished,
@@ -328,6 +187,7 @@ func (dn *demoNodes) stop() {
 
 type demo struct {
 	a   *app
+	out io.Writer // where steps are shown (io.Discard when quiet)
 	dir string
 	dns string
 }
@@ -339,31 +199,41 @@ func (d *demo) step(out string, args ...string) error {
 	if out != "" {
 		shown += " > " + out
 	}
-	fmt.Fprintln(d.a.stdout, shown)
-	var buf bytes.Buffer
-	stdout := d.a.stdout
+	fmt.Fprintln(d.out, shown)
+	var buf, log bytes.Buffer
+	stdout := io.MultiWriter(d.out, &log)
 	if out != "" {
 		stdout = &buf
 	}
-	if code := run(args, strings.NewReader(""), stdout, d.a.stdout); code != 0 {
-		return &exitError{code: code, msg: "demo step failed: dsep " + strings.Join(args, " ")}
+	if code := run(args, strings.NewReader(""), stdout, io.MultiWriter(d.out, &log)); code != 0 {
+		return d.failed(code, args, log.String())
 	}
 	if out != "" {
 		if err := writeFileAtomic(out, buf.Bytes()); err != nil {
 			return err
 		}
 	}
-	fmt.Fprintln(d.a.stdout)
+	fmt.Fprintln(d.out)
 	return nil
+}
+
+// failed is the error of a failed step, with its output's end.
+func (d *demo) failed(code int, args []string, output string) error {
+	output = strings.TrimSpace(output)
+	if len(output) > 600 {
+		output = "…" + output[len(output)-600:]
+	}
+	return &exitError{code: code, msg: "demo step failed: dsep " + strings.Join(args, " ") + ": " + output}
 }
 
 // stepIn is step with stdin, shown as "<<< text".
 func (d *demo) stepIn(stdin string, args ...string) error {
-	fmt.Fprintf(d.a.stdout, "$ dsep %s <<EOF\n%sEOF\n", strings.Join(quoteArgs(args), " "), stdin)
-	if code := run(args, strings.NewReader(stdin), d.a.stdout, d.a.stdout); code != 0 {
-		return &exitError{code: code, msg: "demo step failed: dsep " + strings.Join(args, " ")}
+	fmt.Fprintf(d.out, "$ dsep %s <<EOF\n%sEOF\n", strings.Join(quoteArgs(args), " "), stdin)
+	var log bytes.Buffer
+	if code := run(args, strings.NewReader(stdin), io.MultiWriter(d.out, &log), io.MultiWriter(d.out, &log)); code != 0 {
+		return d.failed(code, args, log.String())
 	}
-	fmt.Fprintln(d.a.stdout)
+	fmt.Fprintln(d.out)
 	return nil
 }
 
@@ -377,11 +247,11 @@ func (d *demo) quiet(args ...string) error {
 
 // expectFail runs a command that must fail, and shows its output.
 func (d *demo) expectFail(args ...string) error {
-	fmt.Fprintln(d.a.stdout, "$ dsep "+strings.Join(quoteArgs(args), " "))
-	if code := run(args, strings.NewReader(""), d.a.stdout, d.a.stdout); code == 0 {
+	fmt.Fprintln(d.out, "$ dsep "+strings.Join(quoteArgs(args), " "))
+	if code := run(args, strings.NewReader(""), d.out, d.out); code == 0 {
 		return &exitError{code: 1, msg: "demo: a forged key was accepted: dsep " + strings.Join(args, " ")}
 	}
-	fmt.Fprintln(d.a.stdout)
+	fmt.Fprintln(d.out)
 	return nil
 }
 
@@ -408,4 +278,226 @@ func loopbackAddr(h host.Host) (string, error) {
 		}
 	}
 	return "", fmt.Errorf("node %s has no loopback TCP address", h.ID())
+}
+
+// demoOpts says what runDemo brings up.
+type demoOpts struct {
+	dir   string // default: a new temporary directory
+	users int
+	exit  bool // stop once everything ran, instead of at Ctrl-C
+	quiet bool // no step-by-step output (dsep testnet up)
+	// ready, if set, is called once every node runs.
+	ready func(*demoState) error
+}
+
+// demoState is what runs once runDemo is ready (testnet.json).
+type demoState struct {
+	DNS       string     `json:"dns"`
+	Bootstrap string     `json:"bootstrap"`
+	Users     []demoUser `json:"users"`
+}
+
+type demoUser struct {
+	Email       string `json:"email"`
+	Fingerprint string `json:"fingerprint"`
+	Data        string `json:"data"`
+	IMAP        string `json:"imap"`
+	SMTP        string `json:"smtp"`
+	Username    string `json:"username"`
+	Password    string `json:"password"`
+}
+
+// verifyMax bounds the bindings the demo verifies step by step.
+const verifyMax = 6
+
+// demoNames names n users: alice, bob, … for up to 26, user01… beyond.
+func demoNames(n int) []string {
+	names := []string{"alice", "bob", "carol", "dave", "erin", "frank", "grace", "heidi", "ivan", "judy", "ken", "leo", "mallory", "nia", "oscar", "peggy", "quinn", "rupert", "sybil", "trent", "ursula", "victor", "walter", "xena", "yves", "zoe"}
+	if n <= len(names) {
+		return names[:n]
+	}
+	out := names[:2:2] // alice and bob write to each other
+	for i := 3; i <= n; i++ {
+		out = append(out, fmt.Sprintf("user%02d", i))
+	}
+	return out
+}
+
+// readFingerprint reads the fingerprint of a data directory.
+func readFingerprint(data string) (string, error) {
+	var m meta
+	b, err := os.ReadFile(filepath.Join(data, metaFile))
+	if err != nil {
+		return "", err
+	}
+	if err := json.Unmarshal(b, &m); err != nil {
+		return "", err
+	}
+	return m.Fingerprint.String(), nil
+}
+
+// runDemo brings up the embedded default: DNS, a domain, users with
+// running nodes, a DSEP network, and a first message.
+func (a *app) runDemo(ctx context.Context, opt demoOpts) error {
+	dir, users := opt.dir, opt.users
+	out := a.stdout
+	if opt.quiet {
+		out = io.Discard
+	}
+	if dir == "" {
+		var err error
+		if dir, err = os.MkdirTemp("", "dsep-demo-"); err != nil {
+			return err
+		}
+	} else if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	dns, err := dnstest.Start("127.0.0.1:0")
+	if err != nil {
+		return fail("", "starting the demo DNS server: %v", err)
+	}
+	defer dns.Close()
+	d := &demo{a: a, out: out, dir: dir, dns: dns.Addr()}
+	fmt.Fprintf(out, "DSEP demo in %s — DNS server on %s\n\n", dir, dns.Addr())
+
+	// The domain.
+	domData := filepath.Join(dir, "example.org")
+	if err := d.step("", "--data", domData, "domain", "init", "--domain", "example.org", "--insecure-no-passphrase"); err != nil {
+		return err
+	}
+	var m meta
+	mb, err := os.ReadFile(filepath.Join(domData, metaFile))
+	if err != nil {
+		return err
+	}
+	if err := json.Unmarshal(mb, &m); err != nil {
+		return err
+	}
+	txt := fmt.Sprintf("v=DSEP1; fpr=%s", m.Fingerprint)
+	dns.AddTXT("_dsep.example.org", txt)
+	fmt.Fprintf(out, "(published on the demo DNS server: _dsep.example.org TXT %q)\n\n", txt)
+	domKey := filepath.Join(dir, "example.org.asc")
+	if err := d.step(domKey, "--data", domData, "key", "export", "--armor"); err != nil {
+		return err
+	}
+
+	// The users.
+	names := demoNames(users)
+	for _, n := range names[:users] {
+		data := filepath.Join(dir, n)
+		email := n + "@example.org"
+		if err := d.step("", "--data", data, "init", "--email", email, "--name", strings.ToUpper(n[:1])+n[1:], "--insecure-no-passphrase"); err != nil {
+			return err
+		}
+		if err := d.step(filepath.Join(dir, n+".asc"), "--data", data, "key", "export", "--armor"); err != nil {
+			return err
+		}
+		cert := filepath.Join(dir, n+"-certified.asc")
+		if err := d.step(cert, "--data", domData, "domain", "certify", filepath.Join(dir, n+".asc")); err != nil {
+			return err
+		}
+		if err := d.step("", "--data", data, "key", "import", cert); err != nil {
+			return err
+		}
+	}
+
+	// Verify: alice checks every other user's binding.
+	alice := filepath.Join(dir, names[0])
+	for _, n := range names[1:min(users, verifyMax)] {
+		if err := d.step("", "--data", alice, "verify", n+"@example.org", "--key", filepath.Join(dir, n+"-certified.asc"), "--domain-key", domKey, "--dns", dns.Addr()); err != nil {
+			return err
+		}
+	}
+	if err := d.step("", "--data", alice, "contacts", "list"); err != nil {
+		return err
+	}
+
+	// A forged key for bob: same User ID, not certified by the domain.
+	forged := filepath.Join(dir, "mallory-as-bob")
+	if err := d.quiet("--data", forged, "init", "--email", "bob@example.org", "--name", "Bob", "--insecure-no-passphrase"); err != nil {
+		return err
+	}
+	if err := d.step(filepath.Join(dir, "forged-bob.asc"), "--data", forged, "key", "export", "--armor"); err != nil {
+		return err
+	}
+	fmt.Fprintln(out, "(a key claiming bob@example.org that the domain never certified:)")
+	if err := d.expectFail("--data", alice, "verify", "bob@example.org", "--key", filepath.Join(dir, "forged-bob.asc"), "--domain-key", domKey, "--dns", dns.Addr(), "--no-pin"); err != nil {
+		return err
+	}
+
+	// The DSEP network: publish everyone's records, look bob up.
+	fmt.Fprintf(out, "(starting a DSEP network of %d nodes on loopback)\n", demoNetSize)
+	net, err := testnet.New(ctx, testnet.Config{Nodes: demoNetSize, Validator: record.NamespacedValidator(record.Validator{})})
+	if err != nil {
+		return fail("", "starting the demo network: %v", err)
+	}
+	defer net.Close()
+	boot, err := loopbackAddr(net.Node(0).Host())
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "(bootstrap node: %s)\n\n", boot)
+	lo := "/ip4/127.0.0.1/tcp/0"
+	if err := d.step("", "--data", domData, "publish", "--bootstrap", boot, "--listen", lo); err != nil {
+		return err
+	}
+	for _, n := range names[:users] {
+		if err := d.step("", "--data", filepath.Join(dir, n), "publish", "--bootstrap", boot, "--listen", lo, "--announce", "/ip4/127.0.0.1/tcp/4101"); err != nil {
+			return err
+		}
+	}
+	if err := d.step("", "lookup", "bob@example.org", "--bootstrap", boot, "--dns", dns.Addr(), "--listen", lo); err != nil {
+		return err
+	}
+
+	fmt.Fprintf(out, "\nAll bindings verified against the DNS server on %s and found in the DSEP network.\n\n", dns.Addr())
+
+	// Every user's node runs; alice writes to bob.
+	nodes, err := d.startNodes(names[:users], boot)
+	defer nodes.stop()
+	if err != nil {
+		return err
+	}
+	bob := filepath.Join(dir, names[1])
+	if err := d.stepIn(demoLetter, "--data", alice, "send", "--to", "bob@example.org", "--subject", "Hello from the DSEP demo"); err != nil {
+		return err
+	}
+	id, err := d.waitInbox(ctx, bob, "Hello from the DSEP demo")
+	if err != nil {
+		return err
+	}
+	if err := d.step("", "--data", bob, "inbox"); err != nil {
+		return err
+	}
+	if err := d.step("", "--data", bob, "read", id[:12]); err != nil {
+		return err
+	}
+	fmt.Fprintln(out, "Mail from alice reached bob's node, signed, encrypted and verified.")
+	fmt.Fprintln(out)
+	nodes.printClients(out)
+	if opt.ready != nil {
+		st := &demoState{DNS: dns.Addr(), Bootstrap: boot}
+		for i, c := range nodes.clients {
+			fpr, err := readFingerprint(filepath.Join(dir, c.user))
+			if err != nil {
+				return err
+			}
+			st.Users = append(st.Users, demoUser{Email: names[i] + "@example.org", Fingerprint: fpr, Data: filepath.Join(dir, c.user),
+				IMAP: c.imap, SMTP: c.smtp, Username: c.username, Password: c.password})
+		}
+		if err := opt.ready(st); err != nil {
+			return err
+		}
+	}
+	if opt.exit {
+		return nil
+	}
+	fmt.Fprintf(out, "\nThe DNS server, the network and the users' nodes keep running until Ctrl-C; try:\n"+
+		"  echo 'Hi!' | dsep --data %s send --to carol@example.org --subject Hi\n"+
+		"  dsep --data %s inbox\n  dsep --data %s status\n  dsep --data %s outbox\n"+
+		"  dsep lookup carol@example.org --bootstrap %s --dns %s\n",
+		bob, filepath.Join(dir, names[2%users]), alice, bob, boot, dns.Addr())
+	<-ctx.Done()
+	fmt.Fprintln(a.stdout, "\nstopped; the files stay in", dir)
+	return nil
 }
