@@ -26,6 +26,8 @@ import (
 	"github.com/dsep-project/dsep/node/queue"
 	"github.com/dsep-project/dsep/node/stamp"
 	"github.com/dsep-project/dsep/testnet"
+	"github.com/emersion/go-sasl"
+	"github.com/emersion/go-smtp"
 	"github.com/libp2p/go-libp2p/core/crypto"
 	p2phost "github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -680,5 +682,65 @@ func TestForgedFromGoesToJunk(t *testing.T) {
 	msg, err := bob.Node().Backend().Message(ctx, junk[0].ID, false)
 	if err != nil || !bytes.Contains(msg.Body, []byte("Authentication-Results: dsep.local; dsep=fail")) {
 		t.Fatalf("message: %v\n%s", err, msg.Body)
+	}
+}
+
+// A mail client submits at Alice's node over SMTP: To, Cc and Bcc
+// recipients each get their copy, nobody sees the Bcc header, and the
+// Sent folder has the message.
+func TestSubmitOverSMTP(t *testing.T) {
+	pw := "client-secret"
+	m := newNet(t, func(c *node.Config) {
+		c.SMTPListen = "127.0.0.1:0"
+		c.Authenticate = func(_ context.Context, user, pass string) error {
+			if pass != pw {
+				return errors.New("bad password")
+			}
+			return nil
+		}
+	})
+	alice := addUser(t, m, "alice", testnet.UserOptions{})
+	bob := addUser(t, m, "bob", testnet.UserOptions{})
+	carol := addUser(t, m, "carol", testnet.UserOptions{})
+	dave := addUser(t, m, "dave", testnet.UserOptions{})
+
+	c, err := smtp.Dial(alice.Node().SMTPAddr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.Auth(sasl.NewPlainClient("", alice.Email.String(), "wrong")); err == nil {
+		t.Fatal("a wrong password was accepted")
+	}
+	if err := c.Auth(sasl.NewPlainClient("", alice.Email.String(), pw)); err != nil {
+		t.Fatal(err)
+	}
+	msg := "From: Alice <alice@example.org>\r\nTo: bob@example.org\r\nCc: carol@example.org\r\nBcc: dave@example.org\r\n" +
+		"Subject: over SMTP\r\nMessage-ID: <smtp-1@example.org>\r\n\r\nHello all.\r\n"
+	if err := c.SendMail(alice.Email.String(), []string{"bob@example.org", "carol@example.org", "dave@example.org"}, strings.NewReader(msg)); err != nil {
+		t.Fatal(err)
+	}
+	// An address no DSEP domain serves is refused at RCPT time.
+	if err := c.Mail(alice.Email.String(), nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Rcpt("someone@no-dsep.example", nil); err == nil || !strings.Contains(err.Error(), "550") {
+		t.Fatalf("RCPT to a non-DSEP address: %v", err)
+	}
+	_ = c.Reset()
+	for _, u := range []*testnet.User{bob, carol, dave} {
+		eventually(t, 30*time.Second, u.Email.String()+"'s inbox", func() bool { return len(inbox(t, u.Node())) == 1 })
+		s := inbox(t, u.Node())[0]
+		got, err := u.Node().Backend().Message(context.Background(), s.ID, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if s.Verification.Status != control.VerifyVerified || bytes.Contains(got.Body, []byte("Bcc:")) || !bytes.Contains(got.Body, []byte("Hello all.")) {
+			t.Fatalf("%s got %+v\n%s", u.Email, s, got.Body)
+		}
+	}
+	sent, err := alice.Node().Backend().List(context.Background(), "Sent", 0)
+	if err != nil || len(sent) != 1 {
+		t.Fatalf("Sent: %v %+v", err, sent)
 	}
 }
