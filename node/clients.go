@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 
+	"github.com/dsep-project/dsep/node/imap"
 	"github.com/dsep-project/dsep/node/submit"
 )
 
@@ -64,7 +65,7 @@ func (b *submitBackend) Submit(ctx context.Context, from string, rcpts []string,
 	return nil
 }
 
-// startClients starts the SMTP submission (and IMAP) servers on their
+// startClients starts the SMTP submission and IMAP servers on their
 // loopback addresses.
 func (n *Node) startClients() error {
 	if n.cfg.SMTPListen != "" {
@@ -87,6 +88,34 @@ func (n *Node) startClients() error {
 			defer n.wg.Done()
 			if err := srv.Serve(l); err != nil && !errors.Is(err, submit.ErrServerClosed) {
 				n.log.Error("SMTP submission stopped", "err", err)
+			}
+		}()
+	}
+	if n.cfg.IMAPListen != "" {
+		auth := n.cfg.Authenticate
+		if auth == nil {
+			auth = func(context.Context, string, string) error { return errors.New("node: no mail-client account") }
+		}
+		srv, err := imap.NewServer(imap.Config{
+			Store:           n.store,
+			Authenticate:    auth,
+			Logger:          n.log.With("part", "imap"),
+			MaxMessageBytes: int64(n.maxPayload()),
+		})
+		if err != nil {
+			return err
+		}
+		l, err := net.Listen("tcp", n.cfg.IMAPListen)
+		if err != nil {
+			srv.Close()
+			return fmt.Errorf("node: IMAP on %s: %w", n.cfg.IMAPListen, err)
+		}
+		n.imap, n.imapAddr = srv, l.Addr()
+		n.wg.Add(1)
+		go func() {
+			defer n.wg.Done()
+			if err := srv.Serve(l); err != nil && !errors.Is(err, imap.ErrServerClosed) {
+				n.log.Error("IMAP stopped", "err", err)
 			}
 		}()
 	}

@@ -451,34 +451,12 @@ func readHeader(raw []byte) (mail.Header, error) {
 	return r.Header, nil
 }
 
-// summarize extracts what the mailbox lists from the mail's header.
+// summarize extracts what the mailbox lists from the mail's header (the
+// IMAP ENVELOPE fields).
 func summarize(raw []byte) store.Meta {
-	var m store.Meta
 	h, err := readHeader(raw)
 	if err != nil {
-		return m
+		return store.Meta{}
 	}
-	if l, err := h.AddressList("From"); err == nil && len(l) > 0 {
-		m.From = l[0].String()
-	}
-	if l, err := h.AddressList("To"); err == nil {
-		for _, a := range l {
-			m.To = append(m.To, a.String())
-		}
-	}
-	if l, err := h.AddressList("Cc"); err == nil {
-		for _, a := range l {
-			m.Cc = append(m.Cc, a.String())
-		}
-	}
-	if s, err := h.Subject(); err == nil {
-		m.Subject = s
-	}
-	if d, err := h.Date(); err == nil {
-		m.Date = d
-	}
-	if id, err := h.MessageID(); err == nil {
-		m.MessageID = id
-	}
-	return m
+	return store.MetaFromHeader(h)
 }

@@ -31,6 +31,7 @@ import (
 	"github.com/dsep-project/dsep/dht/host"
 	"github.com/dsep-project/dsep/dht/record"
 	"github.com/dsep-project/dsep/node/deliver"
+	"github.com/dsep-project/dsep/node/imap"
 	"github.com/dsep-project/dsep/node/queue"
 	"github.com/dsep-project/dsep/node/stamp"
 	"github.com/dsep-project/dsep/node/store"
@@ -186,6 +187,7 @@ type Node struct {
 	receipts *deliver.ReceiptServer
 	repub    *dht.Republisher
 	smtp     *submit.Server
+	imap     *imap.Server
 	smtpAddr net.Addr
 	imapAddr net.Addr
 	backoff  queue.Backoff
@@ -397,6 +399,9 @@ func (n *Node) Close() error {
 	var errs []error
 	if n.smtp != nil {
 		errs = append(errs, n.smtp.Close())
+	}
+	if n.imap != nil {
+		errs = append(errs, n.imap.Close())
 	}
 	if n.deliver != nil {
 		errs = append(errs, n.deliver.Close())

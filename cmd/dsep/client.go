@@ -1,12 +1,14 @@
 package main
 
 import (
+	"context"
 	"encoding/xml"
 	"errors"
 	"fmt"
 	"io/fs"
 	"net"
 	"strings"
+	"time"
 
 	"github.com/dsep-project/dsep/node/account"
 	"github.com/spf13/cobra"
@@ -138,12 +140,23 @@ dsep client password makes a new one.
 			if err != nil {
 				return err
 			}
-			if cfg.IMAPListen == "" || cfg.SMTPListen == "" {
-				return fail("set imap_listen and smtp_listen in config.toml (defaults 127.0.0.1:1143 and 127.0.0.1:1587)", "the node's mail-client servers are turned off")
-			}
 			s := clientSettings{Email: d.meta.Email, Username: d.meta.Email, Security: "none (loopback only)", Auth: "password (PLAIN or LOGIN)"}
-			s.IMAPHost, s.IMAPPort, _ = net.SplitHostPort(cfg.IMAPListen)
-			s.SMTPHost, s.SMTPPort, _ = net.SplitHostPort(cfg.SMTPListen)
+			imapAddr, smtpAddr := cfg.IMAPListen, cfg.SMTPListen
+			// A running node knows its ports (it may have been started
+			// with other flags, or port 0).
+			if cl, _, err := a.nodeClient(); err == nil {
+				ctx, cancel := context.WithTimeout(cmd.Context(), 3*time.Second)
+				if st, err := cl.Status(ctx); err == nil {
+					imapAddr, smtpAddr = st.IMAP, st.SMTP
+				}
+				cancel()
+				cl.Close()
+			}
+			if imapAddr == "" || smtpAddr == "" {
+				return fail("set imap_listen and smtp_listen in config.toml (defaults 127.0.0.1:1143 and 127.0.0.1:1587), or start the node with --imap-listen and --smtp-listen", "the node's mail-client servers are turned off")
+			}
+			s.IMAPHost, s.IMAPPort, _ = net.SplitHostPort(imapAddr)
+			s.SMTPHost, s.SMTPPort, _ = net.SplitHostPort(smtpAddr)
 			switch {
 			case format == "thunderbird-autoconfig":
 				return a.printAutoconfig(s)

@@ -63,6 +63,11 @@ const (
 	fmDirection    = 17
 	fmRecvPresence = 18 // 1 when Received is set (Unix 0 is a valid time)
 	fmDatePresence = 19 // 1 when Date is set
+	fmSender       = 20
+	fmReplyTo      = 21
+	fmBcc          = 22
+	fmInReplyTo    = 23
+	fmCopyOf       = 24
 )
 
 // encodeMeta encodes m without its Folder and UID (the key holds them).
@@ -98,6 +103,19 @@ func encodeMeta(m *Meta) []byte {
 	b = appendString(b, fmVerSigner, m.Verification.Signer)
 	b = appendString(b, fmVerDetail, m.Verification.Detail)
 	b = appendString(b, fmDirection, m.Direction)
+	b = appendString(b, fmSender, m.Sender)
+	for _, a := range m.ReplyTo {
+		b = appendBytesAlways(b, fmReplyTo, []byte(a))
+	}
+	for _, a := range m.Bcc {
+		b = appendBytesAlways(b, fmBcc, []byte(a))
+	}
+	for _, id := range m.InReplyTo {
+		b = appendBytesAlways(b, fmInReplyTo, []byte(id))
+	}
+	if m.CopyOf != (envelope.ID{}) {
+		b = appendBytes(b, fmCopyOf, m.CopyOf[:])
+	}
 	return b
 }
 
@@ -164,6 +182,19 @@ func decodeMeta(b []byte) (Meta, error) {
 			return str(typ, s, &m.Verification.Detail)
 		case fmDirection:
 			return str(typ, s, &m.Direction)
+		case fmSender:
+			return str(typ, s, &m.Sender)
+		case fmReplyTo:
+			return appendStr(typ, s, &m.ReplyTo)
+		case fmBcc:
+			return appendStr(typ, s, &m.Bcc)
+		case fmInReplyTo:
+			return appendStr(typ, s, &m.InReplyTo)
+		case fmCopyOf:
+			if typ != protowire.BytesType || len(s) != len(m.CopyOf) {
+				return errors.New("bad copy-of ID")
+			}
+			copy(m.CopyOf[:], s)
 		}
 		return nil
 	})

@@ -21,6 +21,10 @@ func sampleMetas() []Meta {
 			Direction:    DirectionIn,
 		},
 		{ID: testID(3), Date: time.Unix(0, 0).UTC(), Received: time.Unix(0, 0).UTC(), Direction: DirectionOut},
+		{
+			ID: testID(4), From: "a@b", Sender: "Sec <sec@b>", ReplyTo: []string{"r@b", "s@b"}, Bcc: []string{"hidden@c"},
+			InReplyTo: []string{"1@x", "2@y"}, CopyOf: testID(5), Direction: DirectionLocal,
+		},
 	}
 }
 

@@ -47,10 +47,29 @@ func (s *Store) Durable(ctx context.Context, write func(txn *badger.Txn) error) 
 	if write == nil {
 		return fmt.Errorf("%w: nil write function", ErrInvalid)
 	}
+	return s.durable(ctx, func(txn *badger.Txn, _ func(Change)) error { return write(txn) })
+}
+
+// durable is Durable for this package's writes: write reports what it
+// changed in the mailbox through emit, and the changes of a write that
+// became durable go to the subscribers (Subscribe), in commit order, after
+// the sync and before Durable returns. The changes of a run of write that
+// is discarded (and run again) are discarded with it.
+func (s *Store) durable(ctx context.Context, write func(txn *badger.Txn, emit func(Change)) error) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	r := &request{write: write, applied: make(chan struct{}), done: make(chan struct{})}
+	origin := ctx.Value(originKey{})
+	r := &request{applied: make(chan struct{}), done: make(chan struct{})}
+	emit := func(ch Change) {
+		ch.Origin = origin
+		ch.Flags = slices.Clone(ch.Flags) // the write's caller keeps its slices
+		r.changes = append(r.changes, ch)
+	}
+	r.write = func(txn *badger.Txn) error {
+		r.changes = r.changes[:0]
+		return write(txn, emit)
+	}
 	if err := s.c.enqueue(r); err != nil {
 		return err
 	}
@@ -97,6 +116,7 @@ type request struct {
 	// job, set instead of write, runs alone in the applier, with no write
 	// running meanwhile, and does its own syncing (the value-log GC).
 	job     func() error
+	changes []Change // what the last run of write changed (committer only, then syncer)
 	state   atomic.Int32
 	err     error         // set before done is closed
 	failed  bool          // the write failed: err is final (committer only)
@@ -362,6 +382,8 @@ func (c *committer) syncer() {
 			c.smu.Lock()
 			err = c.failed
 			c.smu.Unlock()
+		} else {
+			c.s.notify(group)
 		}
 		for _, r := range group {
 			r.err = err

@@ -32,6 +32,10 @@ const (
 	DirectionIn     = "in"     // received over DSEP (or through the domain's gateway)
 	DirectionOut    = "out"    // a copy of mail this user sent
 	DirectionBounce = "bounce" // a delivery failure report about mail this user sent
+	// DirectionLocal: put into the mailbox by the user's mail client (IMAP
+	// APPEND: a draft, a saved or imported message), neither received nor
+	// sent over DSEP, and not verified.
+	DirectionLocal = "local"
 )
 
 // FlagSeen is the IMAP \Seen flag: messages without it count as unseen.
@@ -55,7 +59,19 @@ type Meta struct {
 	// Verification is the result of the signature, recipient and binding
 	// checks, as the node recorded it.
 	Verification Verification
-	Direction    string // DirectionIn, DirectionOut or DirectionBounce
+	Direction    string // DirectionIn, DirectionOut, DirectionBounce or DirectionLocal
+
+	// The rest of an IMAP ENVELOPE (see MetaFromHeader); empty when the
+	// message has no such field (or was filed by a version that did not
+	// record them: a mail client then sees Sender and Reply-To as From).
+	Sender    string
+	ReplyTo   []string
+	Bcc       []string
+	InReplyTo []string // message IDs without angle brackets
+
+	// CopyOf is the ID of the message this one is a copy of (CopyUIDs),
+	// zero for an original.
+	CopyOf envelope.ID
 }
 
 // Verification is the recorded outcome of checking a message.
@@ -269,10 +285,14 @@ func (s *Store) CreateFolder(ctx context.Context, name string) (FolderInfo, erro
 		return FolderInfo{}, err
 	}
 	var fi FolderInfo
-	err = s.Durable(ctx, func(txn *badger.Txn) error {
+	err = s.durable(ctx, func(txn *badger.Txn, emit func(Change)) error {
 		f, err := createFolder(txn, name)
+		if err != nil {
+			return err
+		}
 		fi = info(name, f)
-		return err
+		emit(Change{Kind: ChangeFolderCreated, Folder: name, UIDValidity: f.UIDValidity})
+		return nil
 	})
 	if err != nil {
 		return FolderInfo{}, err
@@ -337,7 +357,7 @@ func (s *Store) RenameFolder(ctx context.Context, from, to string) error {
 	if isSystemFolder(from) {
 		return fmt.Errorf("%w: %q", ErrSystemFolder, from)
 	}
-	return s.Durable(ctx, func(txn *badger.Txn) error {
+	return s.durable(ctx, func(txn *badger.Txn, emit func(Change)) error {
 		f, err := getFolder(txn, from)
 		if err != nil {
 			return err
@@ -354,6 +374,7 @@ func (s *Store) RenameFolder(ctx context.Context, from, to string) error {
 		if err := putFolder(txn, to, &f); err != nil {
 			return err
 		}
+		emit(Change{Kind: ChangeFolderRenamed, Folder: to, OldName: from, UIDValidity: f.UIDValidity})
 		return txn.Set(folderNumKey(f.Num), []byte(to))
 	})
 }
@@ -377,7 +398,7 @@ func (s *Store) DeleteFolder(ctx context.Context, name string) error {
 	now := time.Now()
 	for {
 		var done bool
-		err := s.Durable(ctx, func(txn *badger.Txn) error {
+		err := s.durable(ctx, func(txn *badger.Txn, emit func(Change)) error {
 			done = false
 			f, err := getFolder(txn, name)
 			if err != nil {
@@ -386,6 +407,7 @@ func (s *Store) DeleteFolder(ctx context.Context, name string) error {
 			var ids []envelope.ID
 			var flags [][]string
 			var keys [][]byte
+			var uids []uint32
 			prefix := metaPrefix(f.Num)
 			it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix})
 			for it.Rewind(); it.Valid() && len(ids) < deleteChunk; it.Next() {
@@ -406,6 +428,7 @@ func (s *Store) DeleteFolder(ctx context.Context, name string) error {
 				ids = append(ids, m.ID)
 				flags = append(flags, m.Flags)
 				keys = append(keys, item.KeyCopy(nil))
+				uids = append(uids, binary.BigEndian.Uint32(item.Key()[len(prefix):]))
 			}
 			it.Close()
 			if len(ids) == 0 {
@@ -413,6 +436,7 @@ func (s *Store) DeleteFolder(ctx context.Context, name string) error {
 				if err := txn.Delete(folderKey(name)); err != nil {
 					return err
 				}
+				emit(Change{Kind: ChangeFolderDeleted, Folder: name, UIDValidity: f.UIDValidity})
 				return txn.Delete(folderNumKey(f.Num))
 			}
 			for i, id := range ids {
@@ -420,6 +444,7 @@ func (s *Store) DeleteFolder(ctx context.Context, name string) error {
 					return err
 				}
 				countOut(&f, flags[i])
+				emit(Change{Kind: ChangeRemoved, Folder: name, UIDValidity: f.UIDValidity, UID: uids[i], ID: id})
 			}
 			return putFolder(txn, name, &f)
 		})
@@ -468,8 +493,8 @@ func checkMeta(m Meta, body []byte) (Meta, error) {
 	switch {
 	case m.ID == zero:
 		return m, fmt.Errorf("%w: no message ID", ErrInvalid)
-	case m.Direction != DirectionIn && m.Direction != DirectionOut && m.Direction != DirectionBounce:
-		return m, fmt.Errorf("%w: direction %q (want %q, %q or %q)", ErrInvalid, m.Direction, DirectionIn, DirectionOut, DirectionBounce)
+	case m.Direction != DirectionIn && m.Direction != DirectionOut && m.Direction != DirectionBounce && m.Direction != DirectionLocal:
+		return m, fmt.Errorf("%w: direction %q (want %q, %q, %q or %q)", ErrInvalid, m.Direction, DirectionIn, DirectionOut, DirectionBounce, DirectionLocal)
 	case len(body) == 0 || len(body) > MaxBodySize:
 		return m, fmt.Errorf("%w: body of %d bytes (1 to %d allowed)", ErrInvalid, len(body), MaxBodySize)
 	case !checkTime(m.Date):
@@ -512,7 +537,7 @@ func (s *Store) Deliver(ctx context.Context, m Meta, body []byte) (Meta, error) 
 		return Meta{}, err
 	}
 	var out Meta
-	err = s.Durable(ctx, func(txn *badger.Txn) error {
+	err = s.durable(ctx, func(txn *badger.Txn, emit func(Change)) error {
 		mm := m
 		if ok, err := exists(txn, idKey(prefixTombstone, m.ID)); err != nil || ok {
 			if ok {
@@ -565,6 +590,7 @@ func (s *Store) Deliver(ctx context.Context, m Meta, body []byte) (Meta, error) 
 		if err := putFolder(txn, mm.Folder, &f); err != nil {
 			return err
 		}
+		emit(Change{Kind: ChangeAdded, Folder: mm.Folder, UIDValidity: f.UIDValidity, UID: mm.UID, ID: mm.ID, Flags: mm.Flags})
 		out = mm
 		return nil
 	})
@@ -696,40 +722,50 @@ func (s *Store) List(folderName string, afterUID uint32, limit int) ([]Meta, err
 	var out []Meta
 	err = s.view(func(txn *badger.Txn) error {
 		f, err := getFolder(txn, name)
-		if err != nil || afterUID == math.MaxUint32 {
+		if err != nil {
 			return err
 		}
-		prefix := metaPrefix(f.Num)
-		// Values are read in place (no prefetch copies); Prefix keeps the
-		// iterator off every table without such keys.
-		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix})
-		defer it.Close()
-		for it.Seek(metaKey(loc{f.Num, afterUID + 1})); it.Valid(); it.Next() {
-			item := it.Item()
-			k := item.Key()
-			if item.ValueSize() == 0 {
-				continue // erased (moved or deleted)
-			}
-			if len(k) != len(prefix)+4 || item.ValueSize() > MaxMetaSize {
-				return fmt.Errorf("%w: metadata entry %x", ErrDamaged, k)
-			}
-			var m Meta
-			if err := item.Value(func(v []byte) error {
-				var err error
-				m, err = decodeMeta(v)
-				return err
-			}); err != nil {
-				return err
-			}
-			m.Folder, m.UID = name, binary.BigEndian.Uint32(k[len(prefix):])
-			out = append(out, m)
-			if limit > 0 && len(out) == limit {
-				break
-			}
-		}
-		return nil
+		out, err = listMeta(txn, name, f, afterUID, limit)
+		return err
 	})
 	return out, err
+}
+
+// listMeta is List in txn, of folder f called name.
+func listMeta(txn *badger.Txn, name string, f folder, afterUID uint32, limit int) ([]Meta, error) {
+	if afterUID == math.MaxUint32 {
+		return nil, nil
+	}
+	var out []Meta
+	prefix := metaPrefix(f.Num)
+	// Values are read in place (no prefetch copies); Prefix keeps the
+	// iterator off every table without such keys.
+	it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix})
+	defer it.Close()
+	for it.Seek(metaKey(loc{f.Num, afterUID + 1})); it.Valid(); it.Next() {
+		item := it.Item()
+		k := item.Key()
+		if item.ValueSize() == 0 {
+			continue // erased (moved or deleted)
+		}
+		if len(k) != len(prefix)+4 || item.ValueSize() > MaxMetaSize {
+			return nil, fmt.Errorf("%w: metadata entry %x", ErrDamaged, k)
+		}
+		var m Meta
+		if err := item.Value(func(v []byte) error {
+			var err error
+			m, err = decodeMeta(v)
+			return err
+		}); err != nil {
+			return nil, err
+		}
+		m.Folder, m.UID = name, binary.BigEndian.Uint32(k[len(prefix):])
+		out = append(out, m)
+		if limit > 0 && len(out) == limit {
+			break
+		}
+	}
+	return out, nil
 }
 
 // SetFlags replaces the flags of message id (see NormalizeFlags) and
@@ -763,7 +799,7 @@ func (s *Store) ChangeFlags(ctx context.Context, id envelope.ID, add, remove []s
 
 func (s *Store) updateFlags(ctx context.Context, id envelope.ID, change func(old []string) []string) ([]string, error) {
 	var out []string
-	err := s.Durable(ctx, func(txn *badger.Txn) error {
+	err := s.durable(ctx, func(txn *badger.Txn, emit func(Change)) error {
 		l, m, f, err := locate(txn, id)
 		if err != nil {
 			return err
@@ -772,6 +808,11 @@ func (s *Store) updateFlags(ctx context.Context, id envelope.ID, change func(old
 		if err != nil {
 			return err
 		}
+		if slices.Equal(flags, m.Flags) {
+			out = flags
+			return nil
+		}
+		emit(Change{Kind: ChangeFlags, Folder: m.Folder, UIDValidity: f.UIDValidity, UID: m.UID, ID: id, Flags: flags})
 		countOut(&f, m.Flags)
 		countIn(&f, flags)
 		m.Flags = flags
@@ -798,11 +839,12 @@ func (s *Store) Move(ctx context.Context, id envelope.ID, dest string) (Meta, er
 		return Meta{}, err
 	}
 	var out Meta
-	err = s.Durable(ctx, func(txn *badger.Txn) error {
+	err = s.durable(ctx, func(txn *badger.Txn, emit func(Change)) error {
 		l, m, src, err := locate(txn, id)
 		if err != nil {
 			return err
 		}
+		emit(Change{Kind: ChangeRemoved, Folder: m.Folder, UIDValidity: src.UIDValidity, UID: m.UID, ID: id})
 		countOut(&src, m.Flags)
 		dst := src
 		if dest != m.Folder {
@@ -828,6 +870,7 @@ func (s *Store) Move(ctx context.Context, id envelope.ID, dest string) (Meta, er
 		if err := putFolder(txn, dest, &dst); err != nil {
 			return err
 		}
+		emit(Change{Kind: ChangeAdded, Folder: dest, UIDValidity: dst.UIDValidity, UID: m.UID, ID: id, Flags: m.Flags})
 		out = m
 		return nil
 	})
@@ -842,7 +885,7 @@ func (s *Store) Move(ctx context.Context, id envelope.ID, dest string) (Meta, er
 // acknowledged as a duplicate and never delivered again.
 func (s *Store) Delete(ctx context.Context, id envelope.ID) error {
 	now := time.Now()
-	return s.Durable(ctx, func(txn *badger.Txn) error {
+	return s.durable(ctx, func(txn *badger.Txn, emit func(Change)) error {
 		l, m, f, err := locate(txn, id)
 		if err != nil {
 			return err
@@ -851,6 +894,7 @@ func (s *Store) Delete(ctx context.Context, id envelope.ID) error {
 			return err
 		}
 		countOut(&f, m.Flags)
+		emit(Change{Kind: ChangeRemoved, Folder: m.Folder, UIDValidity: f.UIDValidity, UID: m.UID, ID: id})
 		return putFolder(txn, m.Folder, &f)
 	})
 }

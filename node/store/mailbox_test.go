@@ -422,7 +422,9 @@ func metaEqual(a, b Meta) bool {
 	return a.ID == b.ID && a.Folder == b.Folder && a.UID == b.UID && a.From == b.From &&
 		slices.Equal(a.To, b.To) && slices.Equal(a.Cc, b.Cc) && a.Subject == b.Subject &&
 		a.MessageID == b.MessageID && a.Size == b.Size && slices.Equal(a.Flags, b.Flags) &&
-		a.Verification == b.Verification && a.Direction == b.Direction
+		a.Verification == b.Verification && a.Direction == b.Direction &&
+		a.Sender == b.Sender && slices.Equal(a.ReplyTo, b.ReplyTo) && slices.Equal(a.Bcc, b.Bcc) &&
+		slices.Equal(a.InReplyTo, b.InReplyTo) && a.CopyOf == b.CopyOf
 }
 
 // Metadata over ValueThreshold lives in the value log: moving and

@@ -40,6 +40,18 @@
 // and readers treat an empty value as absent. Other users of DB who store
 // values that large must do the same.
 //
+// # Changes
+//
+// Subscribe reports every durable change to the mailbox (a message filed,
+// moved, copied, removed or re-flagged; a folder created, renamed or
+// deleted) in commit order, after its sync and before the call that made
+// it returns; WithOrigin lets a caller recognise its own changes. IMAP's
+// IDLE and the sessions' views of a folder follow the mailbox this way
+// (node/imap), without polling. The operations by folder and UID
+// (Snapshot, Messages, UpdateFlags, Expunge, CopyUIDs, MoveUIDs) are the
+// ones IMAP needs; they check the folder's UIDVALIDITY so that a folder
+// deleted and created again under its name is never mistaken for the old.
+//
 // # Keys
 //
 // Prefixes are two bytes, a letter and a slash. This package uses:
@@ -194,6 +206,13 @@ type Store struct {
 	rotated      map[string]bool // log files rotated out and fsynced since
 	newest       [2]string       // newest .mem and .vlog seen at the last sync
 	rotatedSyncs int             // fsyncs of rotated-out files (for tests)
+
+	// subMu guards subs (replaced, never modified in place); subCall is
+	// held while the subscribers are called, so that cancelling waits for
+	// a call in progress.
+	subMu   sync.Mutex
+	subs    []*subscriber
+	subCall sync.Mutex
 
 	gcStop context.CancelFunc
 	gcDone chan struct{}
