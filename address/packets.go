@@ -5,7 +5,6 @@ import (
 	"crypto"
 	"errors"
 	"fmt"
-	"hash"
 	"math/bits"
 	"time"
 
@@ -370,49 +369,72 @@ func signBinary(priv *packet.PrivateKey, msg []byte, now time.Time) ([]byte, err
 // rules apply, and the signature's own creation and expiration times are
 // not judged: the format that carries it has its own. Errors wrap
 // ErrBadSignature (or ErrTooLarge).
-func (p *KeyPacket) VerifyBinary(msg, sig []byte) (err error) {
+func (p *KeyPacket) VerifyBinary(msg, sig []byte) error {
+	s, err := canonicalBinary(msg, sig)
+	if err != nil {
+		return err
+	}
+	if !s.CheckKeyIdOrFingerprint(p.pk) {
+		return fmt.Errorf("%w: signature is not issued by %s", ErrBadSignature, p.fpr)
+	}
+	h, err := s.PrepareVerify()
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrBadSignature, err)
+	}
+	h.Write(msg)
+	if err := p.pk.VerifySignature(h, s); err != nil {
+		return fmt.Errorf("%w: signature by %s does not verify: %v", ErrBadSignature, p.fpr, err)
+	}
+	return nil
+}
+
+// CheckCanonicalBinary checks that sig is one OpenPGP v4 binary-document
+// signature packet (type 0x00) with SHA-256 over msg in the canonical form
+// of docs/protocol.md §9.1 (new-format header with the shortest length,
+// empty unhashed subpacket area, minimal MPIs, a hash tag matching msg),
+// so that nobody but its signer can vary a bit of it. It does not check
+// who signed: pair it with a signature check (VerifyBinary does both for
+// one key packet). Errors wrap ErrBadSignature (or ErrTooLarge).
+func CheckCanonicalBinary(msg, sig []byte) error {
+	_, err := canonicalBinary(msg, sig)
+	return err
+}
+
+func canonicalBinary(msg, sig []byte) (s *packet.Signature, err error) {
 	defer func() {
 		if r := recover(); r != nil {
-			err = fmt.Errorf("%w: malformed signature: %v", ErrBadSignature, r)
+			s, err = nil, fmt.Errorf("%w: malformed signature: %v", ErrBadSignature, r)
 		}
 	}()
 	s, body, err := readSignaturePacketBody(sig)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if unhashedLen(body) != 0 {
-		return fmt.Errorf("%w: the signature has unhashed subpackets", ErrBadSignature)
+		return nil, fmt.Errorf("%w: the signature has unhashed subpackets", ErrBadSignature)
 	}
 	if !canonicalFraming(sig, len(body)) || !canonicalMPIs(s) {
-		return fmt.Errorf("%w: the signature packet is not in canonical form (new-format header, shortest length, minimal MPIs)", ErrBadSignature)
+		return nil, fmt.Errorf("%w: the signature packet is not in canonical form (new-format header, shortest length, minimal MPIs)", ErrBadSignature)
 	}
 	if s.SigType != packet.SigTypeBinary {
-		return fmt.Errorf("%w: signature type %#x, want a binary-document signature (0x00)", ErrBadSignature, uint8(s.SigType))
+		return nil, fmt.Errorf("%w: signature type %#x, want a binary-document signature (0x00)", ErrBadSignature, uint8(s.SigType))
 	}
 	if s.Hash != crypto.SHA256 {
-		return fmt.Errorf("%w: signature hash is not SHA-256", ErrBadSignature)
-	}
-	if !s.CheckKeyIdOrFingerprint(p.pk) {
-		return fmt.Errorf("%w: signature is not issued by %s", ErrBadSignature, p.fpr)
+		return nil, fmt.Errorf("%w: signature hash is not SHA-256", ErrBadSignature)
 	}
 	// The hash tag (the digest's left 16 bits) must match too (go-crypto
 	// checks it only for v5 and v6 signatures): with the unhashed area
 	// empty, nobody but the signer can vary these bytes of a valid
 	// signature.
-	for _, check := range []func(hash.Hash) error{
-		func(h hash.Hash) error { return packet.VerifyHashTag(h, s) },
-		func(h hash.Hash) error { return p.pk.VerifySignature(h, s) },
-	} {
-		h, err := s.PrepareVerify()
-		if err != nil {
-			return fmt.Errorf("%w: %v", ErrBadSignature, err)
-		}
-		h.Write(msg)
-		if err := check(h); err != nil {
-			return fmt.Errorf("%w: signature by %s does not verify: %v", ErrBadSignature, p.fpr, err)
-		}
+	h, err := s.PrepareVerify()
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrBadSignature, err)
 	}
-	return nil
+	h.Write(msg)
+	if err := packet.VerifyHashTag(h, s); err != nil {
+		return nil, fmt.Errorf("%w: hash tag: %v", ErrBadSignature, err)
+	}
+	return s, nil
 }
 
 // ParseRevocation parses and verifies a key revocation signature packet

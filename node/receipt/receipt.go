@@ -395,7 +395,7 @@ func (s *Signed) Verify(recipient *address.Key, now time.Time) error {
 		return fmt.Errorf("%w: received %s", ErrFuture, s.Receipt.Received.Format(time.RFC3339))
 	}
 	msg := SigningInput(s.Body)
-	if err := canonicalSignature(s.Signature, msg); err != nil {
+	if err := address.CheckCanonicalBinary(msg, s.Signature); err != nil {
 		return fmt.Errorf("%w: %v", ErrBadSignature, err)
 	}
 	// VerifyDetached checks, under the key's lock, that a signing subkey
