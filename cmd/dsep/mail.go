@@ -693,6 +693,9 @@ func (a *app) printStatus(st *control.Status) {
 		}
 		fmt.Fprintf(tw, "%s\t%s\n", label, clean(l))
 	}
+	if st.IMAP != "" || st.SMTP != "" {
+		fmt.Fprintf(tw, "mail clients\tIMAP %s, SMTP %s (dsep client config)\n", orOff(st.IMAP), orOff(st.SMTP))
+	}
 	if !st.StartedAt.IsZero() {
 		fmt.Fprintf(tw, "up\t%s (since %s), version %s\n", fmtDuration(time.Since(st.StartedAt).Round(time.Second)), localTime(st.StartedAt), clean(st.Version))
 	}
@@ -721,4 +724,12 @@ func (a *app) printStatus(st *control.Status) {
 	if len(st.Alerts) > 0 {
 		fmt.Fprintf(w, "\n!!! %d ALERT(S) above: read them.\n", len(st.Alerts))
 	}
+}
+
+// orOff names a server address, or says it is off.
+func orOff(addr string) string {
+	if addr == "" {
+		return "off"
+	}
+	return clean(addr)
 }
