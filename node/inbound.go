@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/dsep-project/dsep/address"
+	"github.com/dsep-project/dsep/address/book"
 	"github.com/dsep-project/dsep/dht"
 	"github.com/dsep-project/dsep/node/control"
 	"github.com/dsep-project/dsep/node/deliver"
@@ -283,6 +284,7 @@ func (n *Node) process(ctx context.Context, in inbound) {
 		return
 	}
 	v := n.classify(ctx, op)
+	v = n.consultBook(op.Mail, v)
 	if v.Status == Revoked {
 		n.reject(ctx, in.id, v.Detail)
 		return
@@ -394,6 +396,53 @@ func (n *Node) classify(ctx context.Context, op *message.Opened) store.Verificat
 		v.Status, v.Detail = Unchecked, "the binding could not be checked: "+errString(err)
 		return n.checkSignerRevocation(ctx, signer, v)
 	}
+}
+
+// consultBook applies the user's address book (Config.Book) to the
+// verdict of classify: a sender with no binding (UnknownKey) is verified
+// when the user pinned exactly the signing key for the From address
+// (`dsep verify --key`, `dsep contacts approve|verify`) and the contact is
+// trusted; a sender verified over DNS whose address the book holds in
+// conflict keeps its verdict, with the book's hijack warning added. Any
+// other verdict is returned unchanged, as is every verdict without a book.
+func (n *Node) consultBook(mail []byte, v store.Verification) store.Verification {
+	b := n.cfg.Book
+	if b == nil || (v.Status != UnknownKey && v.Status != VerifiedSender) {
+		return v
+	}
+	from, err := fromAddress(mail)
+	if err != nil {
+		return v
+	}
+	if _, err := address.ParseKeyAddress(from); err == nil {
+		return v
+	}
+	email, err := address.ParseEmail(from)
+	if err != nil {
+		return v
+	}
+	signer, err := address.ParseFingerprint(v.Signer)
+	if err != nil {
+		return v
+	}
+	c, err := b.Get(email)
+	if err != nil {
+		if !errors.Is(err, book.ErrNotFound) {
+			n.log.Warn("reading the address book", "err", err)
+		}
+		return v
+	}
+	switch {
+	case v.Status == UnknownKey && c.Key == signer && c.Trusted():
+		v.Status = VerifiedSender
+		v.Detail = "no binding of " + email.String() + " found over DNS and the DHT; its key is pinned in the address book (" +
+			string(c.State) + "): verified out of band (approved in the address book)"
+	case v.Status == VerifiedSender && c.Key != signer:
+		if w := book.HijackWarning(c); w != "" {
+			v.Detail += "; the address book pins another key for " + email.String() + ": " + strings.TrimSpace(w)
+		}
+	}
+	return v
 }
 
 func errString(err error) string {

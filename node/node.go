@@ -27,6 +27,7 @@ import (
 	"time"
 
 	"github.com/dsep-project/dsep/address"
+	"github.com/dsep-project/dsep/address/book"
 	"github.com/dsep-project/dsep/dht"
 	"github.com/dsep-project/dsep/dht/host"
 	"github.com/dsep-project/dsep/dht/record"
@@ -143,6 +144,12 @@ type Config struct {
 	Now func() time.Time
 	// Version is reported by Status.
 	Version string
+	// Book is the user's address book, owned by the caller (who closes it
+	// after Close). When set, a sender whose binding DNS and the DHT do not
+	// show is verified if the user pinned its key for the From address
+	// (`dsep verify --key`, `dsep contacts approve|verify`), and the
+	// control API serves the contacts calls from it. Default nil: no book.
+	Book *book.Book
 
 	// BeforeSync and AfterSync, when set, are called around every group
 	// sync of the store (AfterSync with the number of writes the sync

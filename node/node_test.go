@@ -15,6 +15,7 @@ import (
 	"github.com/ProtonMail/go-crypto/openpgp/packet"
 	openpgp "github.com/ProtonMail/go-crypto/openpgp/v2"
 	"github.com/dsep-project/dsep/address"
+	"github.com/dsep-project/dsep/address/book"
 	"github.com/dsep-project/dsep/dht/host"
 	"github.com/dsep-project/dsep/dht/record"
 	"github.com/dsep-project/dsep/node"
@@ -584,9 +585,8 @@ func TestBounceAfterLifetime(t *testing.T) {
 		}
 		return false
 	})
-	if it := outboxItem(t, alice.Node(), id); it.State != queue.StateBounced {
-		t.Fatalf("item: %s", it.State)
-	}
+	// The bounce is filed, then the item marked bounced.
+	eventually(t, 10*time.Second, "the item bounced", func() bool { return outboxItem(t, alice.Node(), id).State == queue.StateBounced })
 	l := inbox(t, alice.Node())
 	msg, err := alice.Node().Backend().Message(context.Background(), l[0].ID, false)
 	if err != nil || !bytes.Contains(msg.Body, []byte("could not be delivered to bob@example.org")) {
@@ -742,5 +742,130 @@ func TestSubmitOverSMTP(t *testing.T) {
 	sent, err := alice.Node().Backend().List(context.Background(), "Sent", 0)
 	if err != nil || len(sent) != 1 {
 		t.Fatalf("Sent: %v %+v", err, sent)
+	}
+}
+
+// A sender whose domain has not published its email record is an unknown
+// key, until the user pins that key for the address in the address book
+// (as `dsep verify --key` does): then it counts as verified out of band.
+func TestBookApprovedKeyVerifies(t *testing.T) {
+	b, err := book.Open(t.TempDir(), book.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Close() })
+	m := newNet(t, nil)
+	alice := addUser(t, m, "alice", testnet.UserOptions{NoEmailRecord: true})
+	bob := addUser(t, m, "bob", testnet.UserOptions{Node: func(c *node.Config) { c.Book = b }})
+
+	send(t, alice, bob, "before")
+	eventually(t, 30*time.Second, "bob's inbox", func() bool { return len(inbox(t, bob.Node())) == 1 })
+	if got := inbox(t, bob.Node())[0]; got.Verification.Status != control.VerifyUnknownKey {
+		t.Fatalf("before approval: %+v", got.Verification)
+	}
+
+	v := address.VerifyBinding(address.BindingInput{
+		Email:     alice.Email,
+		DNS:       address.DNSAnswer{Records: []string{address.DomainRecord{Key: m.Domain.Fingerprint()}.String()}},
+		Key:       alice.Key,
+		DomainKey: m.Domain,
+	})
+	if !v.OK() {
+		t.Fatalf("binding: %+v", v)
+	}
+	if _, err := b.Observe(book.Observation{Email: alice.Email, Key: alice.Key, DomainKey: m.Domain, Verdict: v}); err != nil {
+		t.Fatal(err)
+	}
+
+	id := send(t, alice, bob, "after")
+	eventually(t, 30*time.Second, "bob's inbox", func() bool { return len(inbox(t, bob.Node())) == 2 })
+	var got control.Summary
+	for _, s := range inbox(t, bob.Node()) {
+		if s.ID == id.String() {
+			got = s
+		}
+	}
+	if got.Verification.Status != control.VerifyVerified || !strings.Contains(got.Verification.Detail, "verified out of band") {
+		t.Fatalf("after approval: %+v", got.Verification)
+	}
+	msg, err := bob.Node().Backend().Message(context.Background(), got.ID, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Contains(msg.Body, []byte("dsep=pass")) || !bytes.Contains(msg.Body, []byte("verified out of band")) {
+		t.Fatalf("message:\n%s", msg.Body)
+	}
+
+	// The control API serves the book: a blocked contact is no longer
+	// trusted, an approved one is again.
+	ctx := context.Background()
+	cb := bob.Node().Backend().(control.ContactBook)
+	cs, err := cb.Contacts(ctx)
+	if err != nil || len(cs) != 1 || cs[0].Email != alice.Email.String() || cs[0].Key != alice.Key.Fingerprint().String() || !cs[0].Trusted {
+		t.Fatalf("contacts: %v %+v", err, cs)
+	}
+	if c, err := cb.BlockContact(ctx, alice.Email.String(), "testing"); err != nil || c.State != string(book.Blocked) || c.Reason != "testing" {
+		t.Fatalf("block: %v %+v", err, c)
+	}
+	id = send(t, alice, bob, "blocked")
+	eventually(t, 30*time.Second, "bob's inbox", func() bool { return len(inbox(t, bob.Node())) == 3 })
+	for _, s := range inbox(t, bob.Node()) {
+		if s.ID == id.String() && s.Verification.Status != control.VerifyUnknownKey {
+			t.Fatalf("blocked sender: %+v", s.Verification)
+		}
+	}
+	if c, err := cb.ApproveContact(ctx, alice.Email.String()); err != nil || c.State != string(book.FirstSeen) {
+		t.Fatalf("approve: %v %+v", err, c)
+	}
+	var e *control.Error
+	if _, err := cb.Contact(ctx, "carol@example.org"); !errors.As(err, &e) || e.Code != 404 {
+		t.Fatalf("unknown contact: %v", err)
+	}
+	// A node without a book says so.
+	if _, err := alice.Node().Backend().(control.ContactBook).Contacts(ctx); !errors.As(err, &e) || e.Code != 503 {
+		t.Fatalf("no book: %v", err)
+	}
+}
+
+// A sender verified over DNS whose address the address book holds in
+// conflict stays verified, with the book's hijack warning in the detail.
+func TestBookConflictWarns(t *testing.T) {
+	b, err := book.Open(t.TempDir(), book.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Close() })
+	m := newNet(t, nil)
+	alice := addUser(t, m, "alice", testnet.UserOptions{})
+	bob := addUser(t, m, "bob", testnet.UserOptions{Node: func(c *node.Config) { c.Book = b }})
+
+	// Bob's book first pinned another key for alice's address; the key
+	// DNS now binds is not signed by it: a conflict.
+	now := time.Now()
+	other, err := address.NewIdentity("", alice.Email, address.NewIdentityOptions{Now: now.Add(-time.Hour)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	uid, _ := other.UserIDFor(alice.Email, now)
+	if other, err = address.Certify(other, uid, m.Domain, now.Add(-time.Minute), 0); err != nil {
+		t.Fatal(err)
+	}
+	dns := address.DNSAnswer{Records: []string{address.DomainRecord{Key: m.Domain.Fingerprint()}.String()}}
+	for _, k := range []*address.Key{other, alice.Key} {
+		v := address.VerifyBinding(address.BindingInput{Email: alice.Email, DNS: dns, Key: k, DomainKey: m.Domain})
+		if _, err := b.Observe(book.Observation{Email: alice.Email, Key: k, DomainKey: m.Domain, Verdict: v}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c, err := b.Get(alice.Email)
+	if err != nil || c.State != book.Conflict || book.HijackWarning(c) == "" {
+		t.Fatalf("contact: %v %+v", err, c)
+	}
+
+	send(t, alice, bob, "hello")
+	eventually(t, 30*time.Second, "bob's inbox", func() bool { return len(inbox(t, bob.Node())) == 1 })
+	got := inbox(t, bob.Node())[0].Verification
+	if got.Status != control.VerifyVerified || !strings.Contains(got.Detail, "the address book pins another key") {
+		t.Fatalf("verification: %+v", got)
 	}
 }

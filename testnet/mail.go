@@ -69,6 +69,11 @@ type UserOptions struct {
 	Devices int
 	// Node, when set, adjusts this user's node configurations.
 	Node func(*node.Config)
+	// NoEmailRecord leaves the domain's email record for the user
+	// unpublished: the key is certified by the domain, but resolving the
+	// address fails (no binding), as for a user the domain has not yet
+	// listed.
+	NoEmailRecord bool
 }
 
 // NewMailNet starts DNS, the domain and the backbone.
@@ -148,7 +153,7 @@ func (m *MailNet) Resolver(i int) (*dht.Resolver, error) {
 }
 
 // AddUser makes local@domain: an identity certified by the domain, its
-// email record published, and its device nodes started with their reach
+// email record published (unless opt.NoEmailRecord), and its device nodes started with their reach
 // record naming every device. It returns once the address resolves.
 func (m *MailNet) AddUser(ctx context.Context, local string, opt UserOptions) (*User, error) {
 	if opt.Devices <= 0 {
@@ -167,12 +172,14 @@ func (m *MailNet) AddUser(ctx context.Context, local string, opt UserOptions) (*
 	if k, err = address.Certify(k, uid, m.Domain, now.Add(-time.Minute), 0); err != nil {
 		return nil, err
 	}
-	ek, ev, err := record.NewEmail(m.Domain, k, e, 1, now, 0)
-	if err != nil {
-		return nil, err
-	}
-	if err := m.put(ctx, ek, ev); err != nil {
-		return nil, err
+	if !opt.NoEmailRecord {
+		ek, ev, err := record.NewEmail(m.Domain, k, e, 1, now, 0)
+		if err != nil {
+			return nil, err
+		}
+		if err := m.put(ctx, ek, ev); err != nil {
+			return nil, err
+		}
 	}
 	u := &User{net: m, Email: e, Key: k}
 	for i := 0; i < opt.Devices; i++ {

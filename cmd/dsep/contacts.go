@@ -1,47 +1,26 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"time"
 
 	"github.com/dsep-project/dsep/address"
 	"github.com/dsep-project/dsep/address/book"
+	"github.com/dsep-project/dsep/node"
+	"github.com/dsep-project/dsep/node/control"
 	"github.com/spf13/cobra"
 )
 
-type contactJSON struct {
-	Email        string                `json:"email,omitempty"`
-	Key          address.Fingerprint   `json:"key"`
-	KeyAddress   string                `json:"key_address"`
-	State        book.State            `json:"state"`
-	Domain       *address.Fingerprint  `json:"domain_key,omitempty"`
-	DNSSEC       bool                  `json:"dnssec"`
-	FirstSeen    time.Time             `json:"first_seen"`
-	Updated      time.Time             `json:"updated"`
-	Previous     []address.Fingerprint `json:"previous_keys,omitempty"`
-	FollowedFrom *address.Fingerprint  `json:"followed_from,omitempty"`
-	Pending      *address.Fingerprint  `json:"pending_key,omitempty"`
-	Reason       string                `json:"reason,omitempty"`
-	Trusted      bool                  `json:"trusted"`
-	Warning      string                `json:"warning,omitempty"`
-}
+// contactJSON is a contact as `dsep contacts --json` prints it: the
+// control API's form, so the output is the same with or without a running
+// node.
+type contactJSON = control.Contact
 
 func contactToJSON(c *book.Contact) *contactJSON {
-	j := &contactJSON{
-		Key: c.Key, KeyAddress: c.Key.KeyAddress().String(), State: c.State, DNSSEC: c.DNSSEC,
-		FirstSeen: c.FirstSeen.UTC(), Updated: c.Updated.UTC(), Previous: c.Previous,
-		FollowedFrom: c.FollowedFrom, Pending: c.Pending, Reason: c.Reason, Trusted: c.Trusted(),
-		Warning: book.HijackWarning(c),
-	}
-	if !c.Email.IsZero() {
-		j.Email = c.Email.String()
-	}
-	if !c.Domain.IsZero() {
-		d := c.Domain
-		j.Domain = &d
-	}
-	return j
+	j := node.ContactInfo(c)
+	return &j
 }
 
 func (a *app) contactsCommand() *cobra.Command {
@@ -78,6 +57,25 @@ func (a *app) withBook(f func(*book.Book) error) error {
 	return f(b)
 }
 
+// runningNode returns a client for the node running on the data
+// directory, which owns the address book while it runs; nil when no node
+// runs (the book is then opened directly). The caller closes the client.
+func (a *app) runningNode(ctx context.Context) (*control.Client, string, error) {
+	cl, dir, err := a.nodeClient()
+	if err != nil {
+		// No data directory (or an unsafe one): openDataDir says why.
+		return nil, dir, nil
+	}
+	if err := cl.Ping(ctx); err != nil {
+		cl.Close()
+		if errors.Is(err, control.ErrNotRunning) {
+			return nil, dir, nil
+		}
+		return nil, dir, nodeError(dir, err)
+	}
+	return cl, dir, nil
+}
+
 func parseContactEmail(s string) (address.Email, error) {
 	e, err := address.ParseEmail(s)
 	if err != nil {
@@ -86,13 +84,27 @@ func parseContactEmail(s string) (address.Email, error) {
 	return e, nil
 }
 
-// onContact parses the EMAIL argument, opens the book, runs act on it and
+// onContact parses the EMAIL argument, runs the call on the running node
+// (remote) or, when none runs, on the book opened directly (act), and
 // prints the resulting contact. An unknown contact gets notFound's hint;
-// any other failure gets hint.
-func (a *app) onContact(arg, hint string, act func(*book.Book, address.Email) (*book.Contact, error)) error {
+// any other failure of act gets hint.
+func (a *app) onContact(ctx context.Context, arg, hint string, act func(*book.Book, address.Email) (*book.Contact, error),
+	remote func(*control.Client, address.Email) (*control.Contact, error)) error {
 	e, err := parseContactEmail(arg)
 	if err != nil {
 		return err
+	}
+	cl, dir, err := a.runningNode(ctx)
+	if err != nil {
+		return err
+	}
+	if cl != nil {
+		defer cl.Close()
+		c, err := remote(cl, e)
+		if err != nil {
+			return nodeError(dir, err)
+		}
+		return a.printContact(c)
 	}
 	return a.withBook(func(b *book.Book) error {
 		c, err := act(b, e)
@@ -102,7 +114,7 @@ func (a *app) onContact(arg, hint string, act func(*book.Book, address.Email) (*
 		case err != nil:
 			return fail(hint, "%v", err)
 		}
-		return a.printContact(c)
+		return a.printContact(contactToJSON(c))
 	})
 }
 
@@ -113,31 +125,30 @@ func notFound(err error, e address.Email) error {
 	return err
 }
 
-func (a *app) printContact(c *book.Contact) error {
+func (a *app) printContact(j *contactJSON) error {
 	if a.jsonOut {
-		return a.printJSON(contactToJSON(c))
+		return a.printJSON(j)
 	}
-	j := contactToJSON(c)
 	w := a.stdout
 	if j.Email != "" {
 		fmt.Fprintf(w, "email        %s\n", j.Email)
 	}
 	fmt.Fprintf(w, "state        %s\n", j.State)
-	fmt.Fprintf(w, "key          %s\n", c.Key.Grouped())
+	fmt.Fprintf(w, "key          %s\n", grouped(j.Key))
 	fmt.Fprintf(w, "key address  %s\n", j.KeyAddress)
-	if j.Domain != nil {
+	if j.Domain != "" {
 		method := "DNS, not DNSSEC"
 		if j.DNSSEC {
 			method = "DNSSEC"
 		}
-		fmt.Fprintf(w, "domain key   %s (%s)\n", *j.Domain, method)
+		fmt.Fprintf(w, "domain key   %s (%s)\n", j.Domain, method)
 	}
 	fmt.Fprintf(w, "first seen   %s\n", j.FirstSeen.Format(time.RFC3339))
 	for _, p := range j.Previous {
 		fmt.Fprintf(w, "previous     %s\n", p)
 	}
-	if j.Pending != nil {
-		fmt.Fprintf(w, "pending key  %s\n", j.Pending.Grouped())
+	if j.Pending != "" {
+		fmt.Fprintf(w, "pending key  %s\n", grouped(j.Pending))
 	}
 	if j.Reason != "" {
 		fmt.Fprintf(w, "reason       %s\n", j.Reason)
@@ -148,6 +159,16 @@ func (a *app) printContact(c *book.Contact) error {
 	return nil
 }
 
+// grouped prints a fingerprint in gpg's groups (as it came, if it does not
+// parse).
+func grouped(fpr string) string {
+	f, err := address.ParseFingerprint(fpr)
+	if err != nil {
+		return fpr
+	}
+	return f.Grouped()
+}
+
 func (a *app) contactsListCommand() *cobra.Command {
 	return &cobra.Command{
 		Use:     "list",
@@ -155,31 +176,46 @@ func (a *app) contactsListCommand() *cobra.Command {
 		Example: "  dsep contacts list\n  dsep contacts list --json",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return a.withBook(func(b *book.Book) error {
-				cs, err := b.List()
+			cl, dir, err := a.runningNode(cmd.Context())
+			if err != nil {
+				return err
+			}
+			var cs []control.Contact
+			if cl != nil {
+				defer cl.Close()
+				if cs, err = cl.Contacts(cmd.Context()); err != nil {
+					return nodeError(dir, err)
+				}
+			} else {
+				err := a.withBook(func(b *book.Book) error {
+					list, err := b.List()
+					for _, c := range list {
+						cs = append(cs, *contactToJSON(c))
+					}
+					return err
+				})
 				if err != nil {
 					return err
 				}
-				if a.jsonOut {
-					out := []*contactJSON{}
-					for _, c := range cs {
-						out = append(out, contactToJSON(c))
-					}
-					return a.printJSON(out)
+			}
+			if a.jsonOut {
+				if cs == nil {
+					cs = []control.Contact{}
 				}
-				if len(cs) == 0 {
-					fmt.Fprintln(a.stdout, "no contacts yet; add one with `dsep verify EMAIL --key KEYFILE`")
-					return nil
-				}
-				for _, c := range cs {
-					name := c.Email.String()
-					if name == "" {
-						name = c.Key.KeyAddress().String()
-					}
-					fmt.Fprintf(a.stdout, "%-40s %-10s %s\n", name, c.State, c.Key)
-				}
+				return a.printJSON(cs)
+			}
+			if len(cs) == 0 {
+				fmt.Fprintln(a.stdout, "no contacts yet; add one with `dsep verify EMAIL --key KEYFILE`")
 				return nil
-			})
+			}
+			for _, c := range cs {
+				name := c.Email
+				if name == "" {
+					name = c.KeyAddress
+				}
+				fmt.Fprintf(a.stdout, "%-40s %-10s %s\n", name, c.State, c.Key)
+			}
+			return nil
 		},
 	}
 }
@@ -191,7 +227,11 @@ func (a *app) contactsShowCommand() *cobra.Command {
 		Example: "  dsep contacts show bob@example.org",
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return a.onContact(args[0], "", func(b *book.Book, e address.Email) (*book.Contact, error) { return b.Get(e) })
+			return a.onContact(cmd.Context(), args[0], "",
+				func(b *book.Book, e address.Email) (*book.Contact, error) { return b.Get(e) },
+				func(cl *control.Client, e address.Email) (*control.Contact, error) {
+					return cl.Contact(cmd.Context(), e.String())
+				})
 		},
 	}
 }
@@ -210,8 +250,11 @@ is taken.`,
 			if err != nil {
 				return fail("give the 40 hex digits the contact read out (spaces allowed)", "%v", err)
 			}
-			return a.onContact(args[0], "compare the fingerprint again; do not mark a contact verified on a mismatch",
-				func(b *book.Book, e address.Email) (*book.Contact, error) { return b.Verify(e, f, time.Now()) })
+			return a.onContact(cmd.Context(), args[0], "compare the fingerprint again; do not mark a contact verified on a mismatch",
+				func(b *book.Book, e address.Email) (*book.Contact, error) { return b.Verify(e, f, time.Now()) },
+				func(cl *control.Client, e address.Email) (*control.Contact, error) {
+					return cl.VerifyContact(cmd.Context(), e.String(), f.String())
+				})
 		},
 	}
 }
@@ -224,8 +267,11 @@ func (a *app) contactsApproveCommand() *cobra.Command {
   dsep contacts approve bob@example.org`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return a.onContact(args[0], "`dsep contacts show "+args[0]+"` tells the contact's state",
-				func(b *book.Book, e address.Email) (*book.Contact, error) { return b.Approve(e, time.Now()) })
+			return a.onContact(cmd.Context(), args[0], "`dsep contacts show "+args[0]+"` tells the contact's state",
+				func(b *book.Book, e address.Email) (*book.Contact, error) { return b.Approve(e, time.Now()) },
+				func(cl *control.Client, e address.Email) (*control.Contact, error) {
+					return cl.ApproveContact(cmd.Context(), e.String())
+				})
 		},
 	}
 }
@@ -238,8 +284,11 @@ func (a *app) contactsBlockCommand() *cobra.Command {
 		Example: "  dsep contacts block mallory@example.net --reason spam",
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return a.onContact(args[0], "",
-				func(b *book.Book, e address.Email) (*book.Contact, error) { return b.Block(e, reason, time.Now()) })
+			return a.onContact(cmd.Context(), args[0], "",
+				func(b *book.Book, e address.Email) (*book.Contact, error) { return b.Block(e, reason, time.Now()) },
+				func(cl *control.Client, e address.Email) (*control.Contact, error) {
+					return cl.BlockContact(cmd.Context(), e.String(), reason)
+				})
 		},
 	}
 	c.Flags().StringVar(&reason, "reason", "blocked by the user", "why (shown in contacts show)")

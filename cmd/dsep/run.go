@@ -11,6 +11,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/dsep-project/dsep/address/book"
 	dsepdns "github.com/dsep-project/dsep/address/dns"
 	"github.com/dsep-project/dsep/dht/host"
 	"github.com/dsep-project/dsep/node"
@@ -170,6 +171,13 @@ func (a *app) run(ctx context.Context, cmd *cobra.Command, f runFlags) error {
 	if err != nil {
 		return err
 	}
+	// The node owns the address book while it runs; `dsep contacts` goes
+	// through the control API meanwhile.
+	bk, err := book.Open(d.file(bookDir), book.Options{EncryptionKey: storeKey, Logger: logger.With("part", "book")})
+	if err != nil {
+		return fail("stop the other dsep process using this data directory, or try again", "opening the address book: %v", err)
+	}
+	defer bk.Close()
 	nodeKey, err := host.LoadOrCreateKey(d.file(nodeKeyFile))
 	if err != nil {
 		return fail("the node key file must be private to you (mode 0600)", "node key: %v", err)
@@ -205,6 +213,7 @@ func (a *app) run(ctx context.Context, cmd *cobra.Command, f runFlags) error {
 		Version:           version,
 		SMTPListen:        cfg.SMTPListen,
 		IMAPListen:        cfg.IMAPListen,
+		Book:              bk,
 	}
 	if d.meta.Kind == kindUser {
 		checker := &account.Checker{Usernames: []string{d.meta.Email, k.KeyAddress().String()}}
@@ -286,6 +295,9 @@ func (a *app) run(ctx context.Context, cmd *cobra.Command, f runFlags) error {
 	_ = srv.Shutdown(sctx)
 	if err := n.Close(); err != nil && runErr == nil {
 		runErr = fail("the store may need a restart to recover; nothing acknowledged is lost", "closing the node: %v", err)
+	}
+	if err := bk.Close(); err != nil && runErr == nil {
+		runErr = fail("restart the node to recover it", "closing the address book: %v", err)
 	}
 	if runErr == nil && !a.jsonOut {
 		fmt.Fprintln(a.stdout, "dsep: node stopped")

@@ -264,6 +264,9 @@ func (a *app) openBook(d *dataDir) (*book.Book, error) {
 		return nil, err
 	}
 	b, err := book.Open(d.file(bookDir), book.Options{EncryptionKey: key})
+	if errors.Is(err, book.ErrInUse) {
+		return nil, fail("a running node (dsep run) owns the address book: stop it for this command, or use `dsep contacts`, which goes through the node", "opening the address book: %v", err)
+	}
 	if err != nil {
 		return nil, fail("stop the other dsep process using this data directory, or try again", "opening the address book: %v", err)
 	}

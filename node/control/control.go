@@ -15,6 +15,8 @@
 //	GET  /v1/messages?folder=F&limit=N    {"messages": [Summary…]}, newest first
 //	GET  /v1/messages/{id}[?raw=true]     Message
 //	GET  /v1/outbox                       {"entries": [OutboxEntry…]}
+//	GET  /v1/contacts[/{email}], POST /v1/contacts/{email}/approve|block|verify
+//	                                      the address book (ContactBook)
 //
 // A failure is a non-2xx status with an Error as its JSON body.
 //

@@ -43,6 +43,7 @@ func NewServer(b Backend, logger *slog.Logger) *Server {
 	mux.HandleFunc("GET /v1/messages", s.list)
 	mux.HandleFunc("GET /v1/messages/{id}", s.message)
 	mux.HandleFunc("GET /v1/outbox", s.outbox)
+	s.registerContacts(mux)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, Errorf(http.StatusNotFound, "use the same dsep version for `dsep run` and the command line",
 			"the node has no control API call %s %s", r.Method, r.URL.Path))
