@@ -44,3 +44,26 @@ func TestAnnotate(t *testing.T) {
 		}
 	}
 }
+
+// FuzzAnnotate: whatever header a decrypted mail has, annotate either
+// refuses it or returns a mail whose first field is the node's verdict,
+// with no incoming Authentication-Results left.
+func FuzzAnnotate(f *testing.F) {
+	f.Add([]byte("From: a@example.org\r\nSubject: s\r\n\r\nbody\r\n"))
+	f.Add([]byte("Authentication-Results: x; dsep=pass\r\nauthentication-results: y\r\n\r\n"))
+	f.Add([]byte("Subject: =?utf-8?q?caf=C3=A9?=\r\n folded\r\n\r\n"))
+	f.Add([]byte("no header at all"))
+	f.Fuzz(func(t *testing.T, mail []byte) {
+		out, err := annotate(mail, store.Verification{Status: control.VerifyUnknownKey, Signer: "ab", Detail: "d (x)"}, "a@example.org")
+		if err != nil {
+			return
+		}
+		if !strings.HasPrefix(string(out), "Authentication-Results: dsep.local; dsep=none") {
+			t.Fatalf("verdict not first:\n%q", out)
+		}
+		head, _, _ := strings.Cut(string(out), "\r\n\r\n")
+		if n := strings.Count(strings.ToLower(head), "\nauthentication-results:"); n != 0 {
+			t.Fatalf("an incoming Authentication-Results survived:\n%q", out)
+		}
+	})
+}

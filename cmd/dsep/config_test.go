@@ -281,3 +281,22 @@ func TestConfigMailListenLoopbackOnly(t *testing.T) {
 		}
 	}
 }
+
+// FuzzParseConfig: any config.toml gives a configuration or an error with
+// a message, never a panic; a parsed one is checked without panicking.
+func FuzzParseConfig(f *testing.F) {
+	f.Add([]byte("stamp_bits = 22\nqueue_lifetime = \"120h\"\n"))
+	f.Add([]byte("listen = [\"/ip4/0.0.0.0/tcp/4101\"]\nmax_message_size = \"25MiB\"\n"))
+	f.Add([]byte("imap_listen = \"127.0.0.1:1143\"\n[table]\nx = 1\n"))
+	f.Add([]byte("retry_min = 30\n"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		c, cerr := parseConfig(b)
+		if cerr != nil {
+			if cerr.msg == "" {
+				t.Fatalf("an error without a message for %q", b)
+			}
+			return
+		}
+		_, _ = c.check()
+	})
+}

@@ -95,3 +95,19 @@ func TestCheckerSlowsGuessing(t *testing.T) {
 		t.Fatalf("penalty not reset after success: %v", slept)
 	}
 }
+
+// FuzzCheck: a damaged or planted client.pass gives ErrMalformed or an
+// answer, never a panic, and never makes a check cost more than the
+// bounds allow.
+func FuzzCheck(f *testing.F) {
+	good, _ := account.Hash("pw")
+	f.Add(good, "pw")
+	f.Add("dsep-client-1$argon2id$m=19456,t=2,p=1$AAAA$BBBB", "x")
+	f.Add("", "")
+	f.Fuzz(func(t *testing.T, h, pw string) {
+		ok, err := account.Check(h, pw)
+		if err != nil && ok {
+			t.Fatal("ok with an error")
+		}
+	})
+}
