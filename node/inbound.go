@@ -283,13 +283,14 @@ func (n *Node) process(ctx context.Context, in inbound) {
 		n.reject(ctx, in.id, err.Error())
 		return
 	}
-	v := n.classify(ctx, op)
-	v = n.consultBook(op.Mail, v)
+	// The header was parsed once, by Open: From is read from it.
+	from, fromErr := headerFrom(op.Header)
+	v := n.classify(ctx, op, from, fromErr)
+	v = n.consultBook(from, v)
 	if v.Status == Revoked {
 		n.reject(ctx, in.id, v.Detail)
 		return
 	}
-	from, _ := fromAddress(op.Mail)
 	mail, err := annotate(op.Mail, v, from)
 	if err != nil {
 		n.reject(ctx, in.id, err.Error())
@@ -341,12 +342,11 @@ func (n *Node) maxPayload() uint64 {
 
 // classify checks the sender's binding: is the signer the key the From
 // address's domain binds, and is it revoked or replaced?
-func (n *Node) classify(ctx context.Context, op *message.Opened) store.Verification {
+func (n *Node) classify(ctx context.Context, op *message.Opened, from string, fromErr error) store.Verification {
 	signer := op.Sender
 	v := store.Verification{Signer: signer.String()}
-	from, err := fromAddress(op.Mail)
-	if err != nil {
-		v.Status, v.Detail = BindingMismatch, "no usable From address: "+err.Error()
+	if fromErr != nil {
+		v.Status, v.Detail = BindingMismatch, "no usable From address: "+fromErr.Error()
 		return v
 	}
 	// A key address names the key itself.
@@ -405,13 +405,9 @@ func (n *Node) classify(ctx context.Context, op *message.Opened) store.Verificat
 // trusted; a sender verified over DNS whose address the book holds in
 // conflict keeps its verdict, with the book's hijack warning added. Any
 // other verdict is returned unchanged, as is every verdict without a book.
-func (n *Node) consultBook(mail []byte, v store.Verification) store.Verification {
+func (n *Node) consultBook(from string, v store.Verification) store.Verification {
 	b := n.cfg.Book
-	if b == nil || (v.Status != UnknownKey && v.Status != VerifiedSender) {
-		return v
-	}
-	from, err := fromAddress(mail)
-	if err != nil {
+	if b == nil || from == "" || (v.Status != UnknownKey && v.Status != VerifiedSender) {
 		return v
 	}
 	if _, err := address.ParseKeyAddress(from); err == nil {
@@ -481,6 +477,11 @@ func fromAddress(raw []byte) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	return headerFrom(h)
+}
+
+// headerFrom returns the address of the first From mailbox of h.
+func headerFrom(h mail.Header) (string, error) {
 	list, err := h.AddressList("From")
 	if err != nil {
 		return "", err
