@@ -10,7 +10,7 @@ FUZZTIME  ?= 30s
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  %-8s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
-deps: ## install the tools the tests use (gnupg, sq, hashcash) from Debian
+deps: ## install the tools the tests use (gnupg, sq, hashcash, python3) from Debian
 	@bash .ci/deps
 
 build: ## build bin/dsep
