@@ -45,7 +45,11 @@ var ErrNotOwnAddress = errors.New("node: From is not an address of this identity
 // lookup fails for a passing cause (DNS, DHT) the mail is queued and
 // resolved again later. Send returns once everything queued is on disk.
 func (n *Node) Send(ctx context.Context, mail []byte, to []string) ([]Queued, error) {
-	from, err := fromAddress(mail)
+	h, err := readHeader(mail)
+	if err != nil {
+		return nil, fmt.Errorf("node: the mail's header does not parse: %w", err)
+	}
+	from, err := headerFrom(h)
 	if err != nil {
 		return nil, fmt.Errorf("node: the mail has no usable From: %w", err)
 	}
@@ -56,7 +60,7 @@ func (n *Node) Send(ctx context.Context, mail []byte, to []string) ([]Queued, er
 		return nil, errors.New("node: no recipients")
 	}
 	now := n.now()
-	meta := summarize(mail)
+	meta := store.MetaFromHeader(h)
 	meta.ID = sha256.Sum256(mail)
 	meta.Folder = "Sent"
 	meta.Direction = "out"
